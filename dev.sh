@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# One entry point for newcomers and CI:
+#   ./dev.sh demo    install what is missing, then run Prosody + auth service + mucauth, and show
+#                    an allowed and a refused join
+#   ./dev.sh test    install what is missing, then lint and run the whole test suite
+#   ./dev.sh bench   install what is missing, then run the join benchmark
+set -euo pipefail
+cd "$(dirname "$0")"
+
+VENV=${MUCAUTH_VENV:-.venv}
+APT_PACKAGES="prosody python3-venv"
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+install_system() {
+    local missing=()
+    for p in $APT_PACKAGES; do
+        dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "== installing ${missing[*]} (apt)"
+        as_root apt-get update -qq
+        # Another apt may hold the dpkg lock for a moment: retry a few times.
+        for attempt in 1 2 3 4 5; do
+            if as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; then
+                break
+            fi
+            [ "$attempt" = 5 ] && { echo "apt-get install failed" >&2; exit 1; }
+            sleep 5
+        done
+    fi
+}
+
+install_python() {
+    local stamp="$VENV/.mucauth-installed"
+    if [ ! -x "$VENV/bin/python" ]; then
+        echo "== creating $VENV"
+        python3 -m venv "$VENV"
+    fi
+    if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+        echo "== installing mucauth and its test tools into $VENV"
+        "$VENV/bin/pip" install -q --upgrade pip
+        # compat mode: a plain editable install hides twisted/plugins/ from twistd's plugin scan.
+        "$VENV/bin/pip" install -q -e '.[test]' --config-settings editable_mode=compat
+        touch "$stamp"
+    fi
+}
+
+cmd=${1:-}
+shift || true
+case "$cmd" in
+    setup)
+        install_system; install_python ;;
+    test)
+        install_system; install_python
+        echo "== ruff"
+        "$VENV/bin/ruff" check .
+        "$VENV/bin/ruff" format --check .
+        echo "== mypy"
+        "$VENV/bin/mypy"
+        echo "== pytest"
+        exec "$VENV/bin/python" -m pytest "$@" ;;
+    demo)
+        install_system; install_python
+        exec "$VENV/bin/python" examples/demo.py "$@" ;;
+    bench)
+        install_system; install_python
+        exec "$VENV/bin/python" bench/joins.py "$@" ;;
+    *)
+        echo "usage: ./dev.sh demo | test [pytest args] | bench" >&2; exit 2 ;;
+esac

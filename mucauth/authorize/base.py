@@ -1,0 +1,113 @@
+"""What the MUC service asks the gate, and what the gate answers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.words.protocols.jabber.jid import JID
+from zope.interface import Interface, implementer
+
+Outcome = Literal["allow", "deny", "error"]
+
+# Why a check failed, for logs and metrics. "overload" is the service refusing to start a check.
+ErrorKind = Literal[
+    "timeout",
+    "connection",
+    "tls",
+    "status",
+    "redirect",
+    "bad_json",
+    "bad_answer",
+    "too_large",
+    "overload",
+    "internal",
+]
+
+
+@dataclass(frozen=True)
+class JoinRequest:
+    """One question to the gate.
+
+    ``user`` is the full JID of the joining session (the HTTP contract sends its bare form),
+    ``room`` the bare room JID, ``nick`` the requested nickname. ``action`` is ``"join"`` for a
+    room entry and ``"register"`` for a jabber:iq:register request (authorize_registration).
+    """
+
+    user: JID
+    room: JID
+    nick: str
+    stanza_id: str | None = None
+    action: Literal["join", "register"] = "join"
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        """Identical questions share this key (single-flight, caching)."""
+        return (self.user.userhost(), self.room.userhost(), self.nick, self.action)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The gate's answer. Only ``allow`` opens the door; ``error`` means "nobody could say"."""
+
+    outcome: Outcome
+    reason: str = ""
+    kind: ErrorKind | None = None
+    status: int | None = None  # the HTTP status, when an HTTP answer was received
+    latency: float = 0.0  # seconds spent deciding
+
+    @classmethod
+    def allow(cls) -> Decision:
+        return cls("allow")
+
+    @classmethod
+    def deny(cls, reason: str = "") -> Decision:
+        return cls("deny", reason)
+
+    @classmethod
+    def error(cls, kind: ErrorKind, reason: str) -> Decision:
+        return cls("error", reason, kind)
+
+    @property
+    def is_allowed(self) -> bool:
+        return self.outcome == "allow"
+
+    @property
+    def is_denied(self) -> bool:
+        return self.outcome == "deny"
+
+    @property
+    def is_error(self) -> bool:
+        return self.outcome == "error"
+
+    def with_details(self, *, status: int | None = None, latency: float | None = None) -> Decision:
+        return replace(
+            self,
+            status=self.status if status is None else status,
+            latency=self.latency if latency is None else latency,
+        )
+
+
+class IJoinAuthorizer(Interface):
+    def authorize(request: JoinRequest) -> Deferred[Decision]:  # type: ignore[misc]
+        """Decide whether ``request`` may proceed.
+
+        The Deferred always fires with a Decision and never errbacks: an unreachable or confused
+        authority is ``Decision.error(...)``, so the room can say "try later" instead of crashing.
+        Cancelling the Deferred (the user left while waiting) must be harmless.
+        """
+
+
+@implementer(IJoinAuthorizer)
+@dataclass(frozen=True)
+class StaticAuthorizer:
+    """Admits a fixed set of bare JIDs: for embedding, tests and demos."""
+
+    allowed: frozenset[str]
+    reason: str = "not on the list"
+
+    def authorize(self, request: JoinRequest) -> Deferred[Decision]:
+        if request.user.userhost() in self.allowed:
+            return succeed(Decision.allow())
+        return succeed(Decision.deny(self.reason))

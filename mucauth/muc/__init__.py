@@ -1,0 +1,1 @@
+"""The XEP-0045 service. Nothing in here knows HTTP: joins go through an IJoinAuthorizer."""
