@@ -90,7 +90,7 @@ class Decision:
 
 
 class IJoinAuthorizer(Interface):
-    def authorize(request: JoinRequest) -> Deferred[Decision]:  # type: ignore[misc]
+    def authorize(request: JoinRequest) -> Deferred[Decision]:  # type: ignore[misc]  # noqa: N805
         """Decide whether ``request`` may proceed.
 
         The Deferred always fires with a Decision and never errbacks: an unreachable or confused
