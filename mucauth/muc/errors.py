@@ -1,0 +1,86 @@
+# ruff: noqa: N818  -- domain names as STYLE.md gives them (NickInUse, NotOccupant), no Error suffix
+"""Domain errors of the MUC service.
+
+``room.py`` and ``service.py`` raise these; ``stanzas.CONDITIONS`` alone decides which XMPP error
+each one becomes, so the rules and the wire format can change independently.
+"""
+
+from __future__ import annotations
+
+
+class MUCError(Exception):
+    """Base class: ``text`` is safe to show the user (it never carries stanza contents)."""
+
+    default_text: str | None = None
+
+    def __init__(self, text: str | None = None) -> None:
+        super().__init__(text or self.default_text or "")
+        self.text = text if text is not None else self.default_text
+
+
+class BadRoomName(MUCError):
+    """The room address is not a valid JID node (nodeprep failed or it is missing)."""
+
+
+class RoomNameNotAcceptable(MUCError):
+    """A valid node the service still refuses, e.g. longer than the configured limit."""
+
+    default_text = "This room name is not acceptable"
+
+
+class BadNick(MUCError):
+    """No nickname, or one resourceprep rejects."""
+
+
+class NickNotAcceptable(MUCError):
+    """A valid resource we still refuse: blank, control characters, too long."""
+
+    default_text = "This nickname is not acceptable"
+
+
+class NickInUse(MUCError):
+    default_text = "That nickname is already in use by another occupant"
+
+
+class RoomFull(MUCError):
+    default_text = "The room has reached its maximum number of occupants"
+
+
+class NotOccupant(MUCError):
+    default_text = "You are not in this room"
+
+
+class NoSuchOccupant(MUCError):
+    """A private message or iq to a nick nobody holds."""
+
+
+class RoomNotFound(MUCError):
+    pass
+
+
+class Forbidden(MUCError):
+    """The occupant lacks the role or affiliation the action needs."""
+
+
+class JoinPending(MUCError):
+    """The user's join is still being authorized: not an occupant yet."""
+
+    default_text = "Your join to this room is still being authorized"
+
+
+class Overloaded(MUCError):
+    """Too many authorization checks in flight, service-wide or for one user."""
+
+    default_text = "Too many pending joins, try again later"
+
+
+class BadRequest(MUCError):
+    pass
+
+
+class NotSupported(MUCError):
+    """A well-formed request for something this service does not implement."""
+
+
+class UnsupportedNamespace(MUCError):
+    """An iq payload nobody here understands (RFC 6120: service-unavailable)."""

@@ -1,0 +1,358 @@
+"""One room's state and rules, as plain Python.
+
+Nothing here sends or parses XML: presence payloads and history messages are opaque objects the
+service hands in and gets back. That keeps every rule (who holds which nick, who may change the
+subject, which history a joiner gets) testable without a stream.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import unicodedata
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+from twisted.words.protocols.jabber.jid import JID
+from twisted.words.protocols.jabber.xmpp_stringprep import nodeprep, resourceprep
+
+from mucauth.muc.errors import (
+    BadNick,
+    BadRequest,
+    BadRoomName,
+    Forbidden,
+    NickInUse,
+    NickNotAcceptable,
+    NotOccupant,
+    RoomFull,
+    RoomNameNotAcceptable,
+)
+
+Role = Literal["moderator", "participant", "visitor", "none"]
+Affiliation = Literal["owner", "admin", "member", "none", "outcast"]
+
+# RFC 7622 caps every JID part at 1023 octets; anything far beyond our own limit is refused before
+# stringprep so a megabyte "nick" costs nothing.
+_MAX_RAW_PART = 1023
+
+
+def prepare_nick(raw: str | None, max_length: int) -> str:
+    """Return the nick as the room will store it, or raise why it cannot be one.
+
+    resourceprep is the JID rule; on top we refuse what makes a nick useless to humans (blank,
+    control or format characters) and what the operator capped (length).
+    """
+    if not raw:
+        raise BadNick("A nickname is required")
+    if len(raw) > max(max_length * 4, _MAX_RAW_PART) or len(raw.encode()) > _MAX_RAW_PART:
+        raise NickNotAcceptable("This nickname is too long")
+    try:
+        nick = resourceprep.prepare(raw)
+    except UnicodeError as e:
+        raise BadNick("This nickname contains characters that are not allowed") from e
+    if not nick or not nick.strip():
+        raise NickNotAcceptable("A nickname cannot be blank")
+    if any(unicodedata.category(c) in ("Cc", "Cf") for c in nick):
+        raise NickNotAcceptable("A nickname cannot contain control characters")
+    if len(nick) > max_length:
+        raise NickNotAcceptable("This nickname is too long")
+    return nick
+
+
+def prepare_room_name(raw: str | None, max_length: int) -> str:
+    """Return the nodeprepped room name, or raise: the node part is the room's identity."""
+    if not raw:
+        raise BadRoomName("A room name is required")
+    if len(raw.encode()) > _MAX_RAW_PART:
+        raise RoomNameNotAcceptable("This room name is too long")
+    try:
+        name = nodeprep.prepare(raw)
+    except UnicodeError as e:
+        raise BadRoomName("This room name contains characters that are not allowed") from e
+    if not name:
+        raise BadRoomName("A room name is required")
+    if len(name) > max_length:
+        raise RoomNameNotAcceptable("This room name is too long")
+    return name
+
+
+@dataclass
+class RoomConfig:
+    """What a room's owner could configure. Rooms are temporary: they vanish when empty."""
+
+    name: str = ""
+    description: str = ""
+    public: bool = True
+    non_anonymous: bool = False
+    max_occupants: int = 0  # 0 = unlimited
+    # Only moderators (the creator) may change the subject by default, as XEP-0045 suggests;
+    # an owner can open it to everyone through the configuration form.
+    occupants_may_change_subject: bool = False
+    persistent: bool = False  # not supported; advertised honestly as muc_temporary
+    members_only: bool = False
+    moderated: bool = False
+    password_protected: bool = False
+
+
+@dataclass
+class Occupant:
+    """One nick in the room and every session (full JID) of one bare JID behind it."""
+
+    nick: str
+    bare: str
+    role: Role
+    affiliation: Affiliation
+    occupant_id: str
+    sessions: list[JID] = field(default_factory=list)
+    # The latest presence children (show, status, caps...) of any of its sessions.
+    payload: Sequence[object] = ()
+
+    @property
+    def jid(self) -> JID:
+        """The session the room shows to those allowed to see real JIDs: the latest one."""
+        return self.sessions[-1]
+
+    @property
+    def is_moderator(self) -> bool:
+        return self.role == "moderator"
+
+
+@dataclass(frozen=True)
+class Subject:
+    text: str
+    nick: str | None = None  # who set it; None: the room itself
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    stamp: datetime
+    nick: str
+    occupant_id: str
+    payload: object  # the message as the service reflected it
+    chars: int  # its size in characters, for maxchars
+
+
+@dataclass(frozen=True)
+class HistoryOptions:
+    """A joiner's ``<history/>`` request; ``None`` means "no limit from this attribute"."""
+
+    max_stanzas: int | None = None
+    max_chars: int | None = None
+    seconds: int | None = None
+    since: datetime | None = None
+
+
+@dataclass(frozen=True)
+class JoinResult:
+    occupant: Occupant
+    new_occupant: bool  # False: one more session of a nick this bare JID already holds
+
+
+@dataclass(frozen=True)
+class LeaveResult:
+    occupant: Occupant
+    gone: bool  # False: other sessions still hold the nick
+
+
+def _role_for(affiliation: Affiliation) -> Role:
+    if affiliation in ("owner", "admin"):
+        return "moderator"
+    if affiliation == "outcast":
+        return "none"
+    return "participant"
+
+
+class Room:
+    """A room: who is in it under which nick, what it remembers, and who may do what."""
+
+    def __init__(
+        self,
+        jid: JID,
+        *,
+        creator: JID,
+        created: datetime,
+        config: RoomConfig | None = None,
+        history_size: int = 20,
+        salt: bytes | None = None,
+    ) -> None:
+        self.jid = JID(tuple=(jid.user, jid.host, None))
+        self.created = created
+        self.config = config if config is not None else RoomConfig()
+        self.subject: Subject | None = None
+        # Random per room so an occupant-id links nobody across rooms (XEP-0421).
+        self._salt = salt if salt is not None else secrets.token_bytes(16)
+        self._occupants: dict[str, Occupant] = {}
+        self._by_session: dict[JID, Occupant] = {}
+        self._affiliations: dict[str, Affiliation] = {creator.userhost(): "owner"}
+        self._history: deque[HistoryEntry] = deque(maxlen=max(history_size, 0))
+
+    # -- reading
+
+    def __iter__(self) -> Iterator[Occupant]:
+        return iter(list(self._occupants.values()))
+
+    def __len__(self) -> int:
+        return len(self._occupants)
+
+    @property
+    def is_empty(self) -> bool:
+        return not self._occupants
+
+    def occupant(self, nick: str) -> Occupant | None:
+        return self._occupants.get(nick)
+
+    def occupant_for(self, session: JID) -> Occupant | None:
+        return self._by_session.get(session)
+
+    def require_occupant(self, session: JID) -> Occupant:
+        occupant = self._by_session.get(session)
+        if occupant is None:
+            raise NotOccupant()
+        return occupant
+
+    def affiliation(self, user: JID) -> Affiliation:
+        return self._affiliations.get(user.userhost(), "none")
+
+    def occupant_id(self, user: JID) -> str:
+        """Stable for one bare JID in this room, meaningless anywhere else."""
+        digest = hmac.new(self._salt, user.userhost().encode(), hashlib.sha256).digest()
+        return base64.b64encode(digest).decode("ascii")
+
+    def sees_real_jids(self, viewer: Occupant) -> bool:
+        """Non-anonymous rooms show everyone's JID; semi-anonymous ones only to moderators."""
+        return self.config.non_anonymous or viewer.is_moderator
+
+    @property
+    def is_full(self) -> bool:
+        limit = self.config.max_occupants
+        return limit > 0 and len(self._occupants) >= limit
+
+    # -- joining and leaving
+
+    def check_join(self, user: JID, nick: str) -> None:
+        """Raise if ``user`` could not join as ``nick`` now; changes nothing.
+
+        Called before asking the gate and again after it answered, since the room may have
+        changed while the question was out.
+        """
+        holder = self._occupants.get(nick)
+        if holder is not None:
+            if holder.bare != user.userhost():
+                raise NickInUse()
+            return  # another session of the same person: XEP-0045 multi-session
+        if self.affiliation(user) == "outcast":
+            raise Forbidden("You are banned from this room")
+        if self.is_full:
+            raise RoomFull()
+
+    def join(self, user: JID, nick: str, payload: Sequence[object] = ()) -> JoinResult:
+        if user in self._by_session:
+            raise BadRequest("Already in this room")
+        self.check_join(user, nick)
+        holder = self._occupants.get(nick)
+        if holder is not None:
+            holder.sessions.append(user)
+            holder.payload = tuple(payload)
+            self._by_session[user] = holder
+            return JoinResult(holder, new_occupant=False)
+        affiliation = self.affiliation(user)
+        occupant = Occupant(
+            nick=nick,
+            bare=user.userhost(),
+            role=_role_for(affiliation),
+            affiliation=affiliation,
+            occupant_id=self.occupant_id(user),
+            sessions=[user],
+            payload=tuple(payload),
+        )
+        self._occupants[nick] = occupant
+        self._by_session[user] = occupant
+        return JoinResult(occupant, new_occupant=True)
+
+    def leave(self, user: JID) -> LeaveResult:
+        occupant = self.require_occupant(user)
+        occupant.sessions.remove(user)
+        del self._by_session[user]
+        if occupant.sessions:
+            return LeaveResult(occupant, gone=False)
+        del self._occupants[occupant.nick]
+        return LeaveResult(occupant, gone=True)
+
+    def clear(self) -> list[Occupant]:
+        """Remove everyone at once (shutdown, lost link) and say who was there."""
+        occupants = list(self._occupants.values())
+        self._occupants.clear()
+        self._by_session.clear()
+        return occupants
+
+    # -- occupants acting
+
+    def update_presence(self, user: JID, payload: Sequence[object]) -> Occupant:
+        occupant = self.require_occupant(user)
+        occupant.payload = tuple(payload)
+        return occupant
+
+    def change_nick(self, user: JID, new_nick: str) -> tuple[str, Occupant]:
+        """Rename the occupant ``user`` belongs to, with all its sessions.
+
+        Sessions share one nick, so renaming one renames them all; a nick held by anyone else,
+        even another occupant of the same bare JID, is a conflict (no merging of occupants).
+        """
+        occupant = self.require_occupant(user)
+        old_nick = occupant.nick
+        if new_nick == old_nick:
+            return old_nick, occupant
+        if new_nick in self._occupants:
+            raise NickInUse()
+        del self._occupants[old_nick]
+        occupant.nick = new_nick
+        self._occupants[new_nick] = occupant
+        return old_nick, occupant
+
+    def set_subject(self, user: JID, text: str) -> Subject:
+        occupant = self.require_occupant(user)
+        if not (occupant.is_moderator or self.config.occupants_may_change_subject):
+            raise Forbidden("Only moderators may change the subject of this room")
+        self.subject = Subject(text, occupant.nick) if text else None
+        return self.subject or Subject("", occupant.nick)
+
+    def require_owner(self, user: JID) -> None:
+        if self.affiliation(user) != "owner":
+            raise Forbidden("Only owners may configure this room")
+
+    # -- history
+
+    def add_history(self, entry: HistoryEntry) -> None:
+        self._history.append(entry)
+
+    @property
+    def history_entries(self) -> list[HistoryEntry]:
+        return list(self._history)
+
+    def history(self, options: HistoryOptions, now: datetime) -> list[HistoryEntry]:
+        """The newest entries that satisfy every limit at once, oldest first.
+
+        ``seconds`` keeps entries at most that old; ``since`` keeps entries strictly newer, so a
+        client passing the stamp of the last message it saw gets no duplicate.
+        """
+        oldest = now - timedelta(seconds=options.seconds) if options.seconds is not None else None
+        picked: list[HistoryEntry] = []
+        chars = 0
+        for entry in reversed(self._history):
+            if options.max_stanzas is not None and len(picked) >= options.max_stanzas:
+                break
+            if oldest is not None and entry.stamp < oldest:
+                break
+            if options.since is not None and entry.stamp <= options.since:
+                break
+            if options.max_chars is not None and chars + entry.chars > options.max_chars:
+                break
+            chars += entry.chars
+            picked.append(entry)
+        picked.reverse()
+        return picked
