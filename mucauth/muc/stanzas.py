@@ -1,0 +1,235 @@
+"""Builders for the stanzas the service sends, and the one table from domain errors to XMPP.
+
+Wokkel's ``muc`` module is client-side only: it names the namespaces and status codes but builds
+no ``muc#user`` presence and parses no join, so those are written here. Addressing comes from
+Twisted's ``toResponse`` (which copies no children), error children from ``StanzaError.getElement``
+and ``<delay/>`` from ``wokkel.delay``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from twisted.words.protocols.jabber.error import StanzaError
+from twisted.words.protocols.jabber.jid import JID
+from twisted.words.protocols.jabber.xmlstream import toResponse
+from twisted.words.xish import domish
+from wokkel.delay import Delay
+from wokkel.muc import NS_MUC, NS_MUC_USER, STATUS_CODE
+
+from mucauth.muc import errors
+from mucauth.muc.room import Occupant, Room
+from mucauth.settings import ErrorCondition
+
+NS_OCCUPANT_ID = "urn:xmpp:occupant-id"
+NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
+
+REALJID_PUBLIC = STATUS_CODE.REALJID_PUBLIC.value  # 100
+SELF_PRESENCE = STATUS_CODE.SELF_PRESENCE.value  # 110
+ROOM_CREATED = STATUS_CODE.ROOM_CREATED.value  # 201
+NICK_ASSIGNED = STATUS_CODE.NICK_ASSIGNED.value  # 210
+NEW_NICK = STATUS_CODE.NEW_NICK.value  # 303
+KICKED = STATUS_CODE.KICKED.value  # 307
+REMOVED_SHUTDOWN = STATUS_CODE.REMOVED_SHUTDOWN.value  # 332
+KICKED_ERROR = 333  # XEP-0045 1.31: removed because of a technical problem; not in Wokkel 18
+
+# exception -> (condition, type). Anything not here is a bug: internal-server-error.
+CONDITIONS: dict[type[errors.MUCError], tuple[str, str]] = {
+    errors.BadRoomName: ("jid-malformed", "modify"),
+    errors.RoomNameNotAcceptable: ("not-acceptable", "cancel"),
+    errors.BadNick: ("jid-malformed", "modify"),
+    errors.NickNotAcceptable: ("not-acceptable", "cancel"),
+    errors.NickInUse: ("conflict", "cancel"),
+    errors.RoomFull: ("service-unavailable", "wait"),
+    errors.NotOccupant: ("not-acceptable", "modify"),
+    errors.JoinPending: ("not-acceptable", "modify"),
+    errors.NoSuchOccupant: ("item-not-found", "cancel"),
+    errors.RoomNotFound: ("item-not-found", "cancel"),
+    errors.Forbidden: ("forbidden", "auth"),
+    errors.Overloaded: ("resource-constraint", "wait"),
+    errors.BadRequest: ("bad-request", "modify"),
+    errors.NotSupported: ("feature-not-implemented", "cancel"),
+    errors.UnsupportedNamespace: ("service-unavailable", "cancel"),
+}
+
+INTERNAL = ErrorCondition("cancel", "internal-server-error")
+
+
+def condition_for(exc: errors.MUCError) -> ErrorCondition:
+    for cls in type(exc).__mro__:
+        if cls in CONDITIONS:
+            condition, kind = CONDITIONS[cls]
+            return ErrorCondition(kind, condition)
+    return INTERNAL
+
+
+def error_element(condition: ErrorCondition, text: str | None, by: JID | None) -> domish.Element:
+    element = StanzaError(condition.condition, condition.type, text or None).getElement()
+    if by is not None:
+        element["by"] = by.full()
+    return element
+
+
+def error_reply(
+    stanza: domish.Element,
+    condition: ErrorCondition,
+    text: str | None = None,
+    *,
+    by: JID | None = None,
+    sender: str | None = None,
+) -> domish.Element:
+    """An error answer that carries none of the offending stanza's children.
+
+    RFC 6120 allows echoing them; we never do, since a join may hold a ``<password/>``.
+    ``sender`` replaces the ``from`` when the address the user wrote is not one we can send from
+    (a malformed JID).
+    """
+    reply = toResponse(stanza, "error")
+    if sender is not None:
+        reply["from"] = sender
+    reply.addChild(error_element(condition, text, by))
+    return reply
+
+
+def join_error(
+    join: domish.Element,
+    condition: ErrorCondition,
+    text: str | None,
+    *,
+    room: JID | None,
+    sender: str | None = None,
+) -> domish.Element:
+    """The refusal of a join: from the occupant JID, same id, with the muc ``<x/>``.
+
+    Dino matches the refusal by id; slixmpp and profanity recognise it only with the ``<x/>``.
+    """
+    reply = toResponse(join, "error")
+    if sender is not None:
+        reply["from"] = sender
+    reply.addElement((NS_MUC, "x"))
+    reply.addChild(error_element(condition, text, room))
+    return reply
+
+
+def _occupant_id(value: str) -> domish.Element:
+    element = domish.Element((NS_OCCUPANT_ID, "occupant-id"))
+    element["id"] = value
+    return element
+
+
+def occupant_presence(
+    room: Room,
+    occupant: Occupant,
+    to: JID,
+    *,
+    show_jid: bool,
+    statuses: Iterable[int] = (),
+    unavailable: bool = False,
+    nick: str | None = None,
+    new_nick: str | None = None,
+    payload: Sequence[domish.Element] | None = None,
+) -> domish.Element:
+    """One occupant's presence as one recipient sees it.
+
+    ``nick`` overrides the occupant JID's resource (the old nick of a 303), ``new_nick`` goes into
+    the item of a 303, ``show_jid`` is decided per viewer by the room's anonymity.
+    """
+    presence = domish.Element((None, "presence"))
+    presence["from"] = JID(tuple=(room.jid.user, room.jid.host, nick or occupant.nick)).full()
+    presence["to"] = to.full()
+    if unavailable:
+        presence["type"] = "unavailable"
+    else:
+        for child in occupant.payload if payload is None else payload:
+            presence.children.append(child)  # shared, never mutated: no re-parenting
+    x = presence.addElement((NS_MUC_USER, "x"))
+    item = x.addElement("item")
+    item["affiliation"] = occupant.affiliation
+    item["role"] = "none" if unavailable and new_nick is None else occupant.role
+    if show_jid:
+        item["jid"] = occupant.jid.full()
+    if new_nick is not None:
+        item["nick"] = new_nick
+    for code in sorted(set(statuses)):
+        x.addElement("status")["code"] = str(code)
+    presence.addChild(_occupant_id(occupant.occupant_id))
+    return presence
+
+
+def groupchat_message(
+    room: Room,
+    nick: str,
+    occupant_id: str,
+    to: JID,
+    children: Sequence[domish.Element],
+    *,
+    stanza_id: str | None = None,
+    delay: datetime | None = None,
+) -> domish.Element:
+    """A reflected (or, with ``delay``, replayed) groupchat message, keeping the sender's id."""
+    message = domish.Element((None, "message"))
+    message["from"] = JID(tuple=(room.jid.user, room.jid.host, nick)).full()
+    message["to"] = to.full()
+    message["type"] = "groupchat"
+    if stanza_id:
+        message["id"] = stanza_id
+    for child in children:
+        message.children.append(child)
+    message.addChild(_occupant_id(occupant_id))
+    if delay is not None:
+        message.addChild(Delay(delay, room.jid).toElement())
+    return message
+
+
+def subject_message(room: Room, to: JID) -> domish.Element:
+    """The subject, always sent last on join: clients take it as "the join is complete"."""
+    message = domish.Element((None, "message"))
+    subject = room.subject
+    if subject is not None and subject.nick:
+        message["from"] = JID(tuple=(room.jid.user, room.jid.host, subject.nick)).full()
+    else:
+        message["from"] = room.jid.full()
+    message["to"] = to.full()
+    message["type"] = "groupchat"
+    element = message.addElement("subject")
+    if subject is not None:
+        element.addContent(subject.text)
+    return message
+
+
+def private_message(
+    room: Room,
+    sender: Occupant,
+    to: JID,
+    original: domish.Element,
+    children: Sequence[domish.Element],
+) -> domish.Element:
+    """A private message relayed from one occupant JID to the target's session."""
+    message = domish.Element((None, "message"))
+    message["from"] = JID(tuple=(room.jid.user, room.jid.host, sender.nick)).full()
+    message["to"] = to.full()
+    for attr in ("type", "id"):
+        if original.getAttribute(attr):
+            message[attr] = original[attr]
+    for child in children:
+        message.children.append(child)
+    message.addElement((NS_MUC_USER, "x"))  # XEP-0045 7.5: marks it as a MUC private message
+    message.addChild(_occupant_id(sender.occupant_id))
+    return message
+
+
+def client_children(stanza: domish.Element) -> list[domish.Element]:
+    """A client stanza's children we may pass on.
+
+    Dropped: the join's muc ``<x/>`` (it may hold a password), any ``muc#user`` ``<x/>`` and
+    ``<occupant-id/>`` a client tried to forge, ``<delay/>`` and the client's own error children.
+    """
+    kept = []
+    for child in stanza.elements():
+        if child.uri in (NS_MUC, NS_MUC_USER, NS_OCCUPANT_ID, "urn:xmpp:delay"):
+            continue
+        if child.name == "error":
+            continue
+        kept.append(child)
+    return kept
