@@ -1,0 +1,403 @@
+"""HTTPAuthorizer: the mod_muc_http_auth contract over treq, strict and fail-closed.
+
+Only a 2xx answer whose body is a JSON object with ``"allowed": true`` opens the door. Every
+other answer, and every failure to get one, becomes a Decision instead of an exception, so the
+MUC service always has something to tell the joining user.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from http.cookiejar import DefaultCookiePolicy
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+from OpenSSL import SSL
+from treq.client import HTTPClient
+from treq.cookies import IndexableCookieJar
+from twisted.internet import error as net_error
+from twisted.internet import ssl
+from twisted.internet.defer import (
+    CancelledError,
+    Deferred,
+    DeferredSemaphore,
+    succeed,
+)
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.client import (
+    Agent,
+    BrowserLikePolicyForHTTPS,
+    HTTPConnectionPool,
+    ResponseDone,
+)
+from twisted.web.http import PotentialDataLoss
+from twisted.web.iweb import IPolicyForHTTPS, IResponse
+from zope.interface import implementer
+
+import mucauth
+from mucauth.authorize.base import Decision, ErrorKind, IJoinAuthorizer, JoinRequest
+from mucauth.settings import HTTPAuthSettings, Secret
+
+__all__ = ["MAX_BODY", "HTTPAuthorizer", "redact_url"]
+
+MAX_BODY = 64 * 1024  # bytes; an authorization answer is a few dozen
+MAX_REASON = 1024  # characters kept from a service's "error" text
+CANCELLED = "cancelled"  # the reason of the Decision a cancelled check fires with
+
+log = Logger()
+
+
+class BodyTooLargeError(Exception):
+    """The answer grew past MAX_BODY; the connection was closed rather than drained."""
+
+
+class _CappedBody(Protocol):
+    """Reads a response body up to a cap, and closes the connection when it must stop early.
+
+    treq.content() cannot be cancelled: a server that sends headers and then stalls would hold
+    the Deferred and the socket forever. Here cancelling ``finished`` drops the connection.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self.finished: Deferred[bytes] = Deferred(lambda _d: self._stop())
+        self._done = False
+
+    def _stop(self) -> None:
+        self._done = True
+        if self.transport is not None:
+            self.transport.loseConnection()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._done:
+            return
+        self._size += len(data)
+        if self._size > self._limit:
+            self._stop()
+            self.finished.errback(BodyTooLargeError(f"body larger than {self._limit} bytes"))
+            return
+        self._chunks.append(data)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self._done:
+            return
+        self._done = True
+        if reason.check(ResponseDone, PotentialDataLoss):
+            self.finished.callback(b"".join(self._chunks))
+        else:
+            self.finished.errback(reason)
+
+
+@implementer(IPolicyForHTTPS)
+class _InsecurePolicy:
+    """TLS without certificate or host name checks: ``insecure = true``, for test setups."""
+
+    def creatorForNetloc(self, hostname: bytes, port: int) -> Any:
+        return ssl.CertificateOptions(verify=False)
+
+
+_PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
+
+
+def _policy_for(settings: HTTPAuthSettings) -> IPolicyForHTTPS:
+    """The TLS policy: verified by default, against a private CA bundle, or not at all."""
+    if settings.insecure:
+        return _InsecurePolicy()
+    if settings.ca_file:
+        pem = Path(settings.ca_file).read_bytes()
+        certs = [ssl.Certificate.loadPEM(block) for block in _PEM_CERT.findall(pem)]
+        if not certs:
+            raise ValueError(f"ca_file {settings.ca_file}: no PEM certificate found")
+        return BrowserLikePolicyForHTTPS(trustRoot=ssl.trustRootFromCertificates(certs))
+    return BrowserLikePolicyForHTTPS()
+
+
+def redact_url(url: str) -> str:
+    """The URL without userinfo and query, fit for logs: either may carry a credential."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host if parts.port is None else f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _split_userinfo(url: str) -> tuple[str, Secret | None]:
+    """Move ``user:password@`` out of the URL into a Basic Authorization value.
+
+    The HTTP client rejects userinfo in a URL, and operators do write it there; an explicit
+    authorization_header wins over it.
+    """
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, None
+    netloc = parts.netloc.rpartition("@")[2]
+    credentials = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+    basic = base64.b64encode(credentials.encode("utf-8")).decode("ascii")
+    return urlunsplit(parts._replace(netloc=netloc)), Secret(f"Basic {basic}")
+
+
+def _query_url(base: str, request: JoinRequest) -> str:
+    """The contract's GET URL; parameters follow any query string the operator configured."""
+    base, _, _fragment = base.partition("#")
+    params = (
+        ("userJID", request.user.userhost()),
+        ("mucJID", request.room.userhost()),
+        ("nickname", request.nick),
+    )
+    query = "&".join(f"{name}={quote(value, safe='')}" for name, value in params)
+    if "?" not in base:
+        return f"{base}?{query}"
+    if base.endswith(("?", "&")):
+        return base + query
+    return f"{base}&{query}"
+
+
+def _short(value: Any) -> str:
+    """A JSON value as it appeared, cut short: for reasons that say what the service sent."""
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _reason_text(error: Any) -> str:
+    """The deny reason: a string as is, absent/null as empty, anything else as its JSON text."""
+    if error is None:
+        text = ""
+    elif isinstance(error, str):
+        text = error
+    else:
+        text = json.dumps(error, ensure_ascii=False)
+    return text[:MAX_REASON]
+
+
+def interpret(status: int, body: bytes) -> Decision:
+    """Map one HTTP answer to a Decision. Anything but an unambiguous yes or no is an error."""
+    if 300 <= status < 400:
+        return Decision.error("redirect", f"HTTP {status}: redirects are not followed")
+    if not 200 <= status < 300:
+        return Decision.error("status", f"HTTP {status}")
+    if not body.strip():
+        return Decision.error("bad_json", "empty body")
+    try:
+        answer = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        return Decision.error("bad_json", "body is not UTF-8")
+    except ValueError as e:
+        return Decision.error("bad_json", f"body is not JSON: {e}")
+    if not isinstance(answer, dict):
+        return Decision.error("bad_answer", f"body is not a JSON object: {_short(answer)}")
+    if "allowed" not in answer:
+        return Decision.error("bad_answer", "no 'allowed' member")
+    allowed = answer["allowed"]
+    if allowed is True:
+        return Decision.allow()
+    if allowed is False:
+        return Decision.deny(_reason_text(answer.get("error")))
+    return Decision.error("bad_answer", f"'allowed' is {_short(allowed)}, not true or false")
+
+
+def _failure_kind(failure: Failure) -> tuple[ErrorKind, str]:
+    """Classify what went wrong on the way to an answer (a timeout is known before this)."""
+    if failure.check(BodyTooLargeError):
+        return "too_large", str(failure.value)
+    if _is_cancelled(failure):
+        # The caller gave up (the user left). Nobody acts on this Decision; it only keeps the
+        # "never errbacks" promise.
+        return "connection", CANCELLED
+    if failure.check(net_error.ConnectError):
+        # ConnectionRefusedError, DNSLookupError, TCPTimedOutError, ...
+        return "connection", f"{type(failure.value).__name__}: {failure.value}"
+    # Agent wraps what happened on the connection in ResponseFailed / ResponseNeverReceived /
+    # RequestTransmissionFailed, each holding a list of Failures in ``reasons``.
+    reasons = getattr(failure.value, "reasons", None)
+    if isinstance(reasons, list):
+        for inner in reasons:
+            if isinstance(inner, Failure) and _is_tls(inner):
+                return "tls", f"TLS: {inner.value}"
+        first = reasons[0] if reasons and isinstance(reasons[0], Failure) else None
+        detail = type(first.value).__name__ if first is not None else "unknown"
+        return "connection", f"{type(failure.value).__name__}: {detail}"
+    if _is_tls(failure):
+        return "tls", f"TLS: {failure.value}"
+    if failure.check(net_error.ConnectionLost, net_error.ConnectionDone):
+        return "connection", f"{type(failure.value).__name__}"
+    return "internal", f"{type(failure.value).__name__}: {failure.value}"
+
+
+def _is_cancelled(failure: Failure) -> bool:
+    if failure.check(CancelledError):
+        return True
+    reasons = getattr(failure.value, "reasons", None)
+    return isinstance(reasons, list) and any(
+        isinstance(inner, Failure) and inner.check(CancelledError) for inner in reasons
+    )
+
+
+def _is_tls(failure: Failure) -> bool:
+    if failure.check(SSL.Error):
+        return True
+    try:
+        from service_identity import VerificationError
+    except ImportError:  # pragma: no cover - service_identity comes with twisted[tls]
+        return False
+    return bool(failure.check(VerificationError))
+
+
+@implementer(IJoinAuthorizer)
+class HTTPAuthorizer:
+    """Asks the operator's HTTP service, over a bounded pool of persistent connections.
+
+    A ``register`` request (authorize_registration) sends exactly the same GET as a join: the
+    contract has no field for the action, and a service that lets a user into a room should let
+    them register a nick there. Services that must tell them apart can use a distinct ``url``.
+
+    At most ``pool_size`` checks are on the wire at once; the rest wait their turn inside the
+    same total timeout, so a burst of joins neither opens hundreds of sockets nor waits forever.
+    """
+
+    def __init__(
+        self,
+        settings: HTTPAuthSettings,
+        reactor: Any,  # IReactorTime + IReactorTCP (+ IReactorSSL for https)
+        *,
+        http_client: Any = None,
+    ) -> None:
+        self._settings = settings
+        self._reactor = reactor
+        self._url, basic = _split_userinfo(settings.url)
+        self._authorization = settings.authorization_header or basic
+        self._user_agent = f"mucauth/{mucauth.__version__}".encode("ascii")
+        self._semaphore = DeferredSemaphore(max(1, settings.pool_size))
+        self._pool: HTTPConnectionPool | None = None
+        if http_client is None:
+            self._pool = HTTPConnectionPool(reactor, persistent=True)
+            self._pool.maxPersistentPerHost = settings.pool_size
+            agent = Agent(
+                reactor,
+                contextFactory=_policy_for(settings),
+                connectTimeout=settings.timeout,
+                pool=self._pool,
+            )
+            # No cookies: each check must depend on its parameters alone.
+            jar = IndexableCookieJar(DefaultCookiePolicy(allowed_domains=[]))
+            http_client = HTTPClient(agent, cookiejar=jar)
+        self._client = http_client
+        if settings.insecure:
+            log.warn(
+                "TLS verification is OFF for the authorization service {url} (insecure = true)",
+                url=redact_url(settings.url),
+            )
+
+    def close(self) -> Deferred[None]:
+        """Drop idle persistent connections: for shutdown and tests."""
+        if self._pool is None:
+            return succeed(None)
+        return self._pool.closeCachedConnections()
+
+    def authorize(self, request: JoinRequest) -> Deferred[Decision]:
+        started = self._reactor.seconds()
+        status: list[int] = []  # set once headers arrive, so failures after that can carry it
+        timed_out: list[bool] = []
+        unexpected: list[Failure] = []
+
+        def exchange() -> Deferred[bytes]:
+            response: Deferred[IResponse] = self._client.get(
+                _query_url(self._url, request),
+                headers=self._headers(),
+                allow_redirects=False,
+                unbuffered=True,
+            )
+            return response.addCallback(read_body)
+
+        def read_body(response: IResponse) -> Deferred[bytes]:
+            status.append(response.code)
+            reader = _CappedBody(MAX_BODY)
+            response.deliverBody(reader)
+            return reader.finished
+
+        def expire() -> None:
+            # One deadline for queueing, connecting, headers and body: cancelling the chain
+            # aborts whichever step is pending, and with it the connection.
+            timed_out.append(True)
+            body.cancel()
+
+        def answered(data: bytes) -> Decision:
+            if timer.active():
+                timer.cancel()
+            return interpret(status[0], data)
+
+        def failed(failure: Failure) -> Decision:
+            if timer.active():
+                timer.cancel()
+            if timed_out:
+                return Decision.error("timeout", f"no answer in {self._settings.timeout} s")
+            kind, reason = _failure_kind(failure)
+            if kind == "internal":
+                unexpected.append(failure)
+            return Decision.error(kind, reason)
+
+        def complete(decision: Decision) -> Decision:
+            decision = decision.with_details(
+                status=status[0] if status else None,
+                latency=max(0.0, self._reactor.seconds() - started),
+            )
+            self._log(request, decision, unexpected[0] if unexpected else None)
+            return decision
+
+        body: Deferred[bytes] = self._semaphore.run(exchange)
+        timer = self._reactor.callLater(self._settings.timeout, expire)
+        decided = body.addCallbacks(answered, failed)
+        decided.addCallback(complete)
+        decided.addErrback(_last_resort)
+        return decided
+
+    def _headers(self) -> dict[bytes, list[bytes]]:
+        headers = {
+            b"Accept": [b"application/json"],
+            b"User-Agent": [self._user_agent],
+        }
+        if self._authorization is not None:
+            headers[b"Authorization"] = [self._authorization.reveal().encode("utf-8")]
+        return headers
+
+    @staticmethod
+    def _log(request: JoinRequest, decision: Decision, failure: Failure | None) -> None:
+        """The one event per decision: values as fields, never the Authorization value."""
+        fields: dict[str, Any] = {
+            "action": request.action,
+            "user": request.user.userhost(),
+            "room": request.room.userhost(),
+            "nick": request.nick,
+            "outcome": decision.outcome,
+            "kind": decision.kind,
+            "reason": decision.reason,
+            "status": decision.status,
+            "latency_ms": round(decision.latency * 1000, 1),
+        }
+        if failure is not None:
+            log.failure(_FORMAT, failure, **fields)
+        elif decision.kind == "connection" and decision.reason == CANCELLED:
+            log.debug(_FORMAT, **fields)
+        elif decision.is_error:
+            log.warn(_FORMAT, **fields)
+        else:
+            log.info(_FORMAT, **fields)
+
+
+_FORMAT = (
+    "{action} {outcome} user={user} room={room} nick={nick} kind={kind} status={status}"
+    " latency_ms={latency_ms} reason={reason}"
+)
+
+
+def _last_resort(failure: Failure) -> Decision:
+    """Keeps the "never errbacks" promise should the code above itself fail."""
+    log.failure("authorization check failed unexpectedly", failure)
+    return Decision.error("internal", type(failure.value).__name__)

@@ -1,0 +1,409 @@
+"""HTTPAuthorizer against a real loopback HTTP(S) server: what goes on the wire, what comes back."""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import Any
+
+from twisted.internet import reactor, task
+from twisted.internet.defer import Deferred
+from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogPublisher
+from twisted.python.filepath import FilePath
+from twisted.trial.unittest import TestCase
+from twisted.words.protocols.jabber.jid import JID
+from zope.interface import provider
+from zope.interface.verify import verifyObject
+
+import mucauth
+from mucauth.authorize.base import Decision, IJoinAuthorizer, JoinRequest
+from mucauth.authorize.http import HTTPAuthorizer, redact_url
+from mucauth.settings import HTTPAuthSettings, Secret
+from tests.support.http_server import (
+    AuthServer,
+    Handler,
+    answer,
+    huge_body,
+    never_answer,
+    self_signed,
+    stall_after_headers,
+    start_server,
+)
+
+USER = JID("alice@example.org/phone")
+ROOM = JID("physics@rooms.example.org")
+TOKEN = "Bearer s3cr3t-t0ken-value"
+
+
+def join(nick: str = "alice", user: JID = USER, room: JID = ROOM, **kw: Any) -> JoinRequest:
+    return JoinRequest(user=user, room=room, nick=nick, **kw)
+
+
+def within(d: Deferred[Any], seconds: float) -> Deferred[Any]:
+    """Fail the test (not hang it) if ``d`` does not fire in time."""
+    return d.addTimeout(seconds, reactor)
+
+
+class LogCapture:
+    """Every event published while the test runs."""
+
+    def __init__(self, test: TestCase) -> None:
+        self.events: list[dict[str, Any]] = []
+
+        @provider(ILogObserver)
+        def observe(event: dict[str, Any]) -> None:
+            self.events.append(event)
+
+        globalLogPublisher.addObserver(observe)
+        test.addCleanup(globalLogPublisher.removeObserver, observe)
+
+    def decisions(self) -> list[dict[str, Any]]:
+        return [e for e in self.events if "outcome" in e and "latency_ms" in e]
+
+
+class ServerCase(TestCase):
+    timeout = 20
+
+    def setUp(self) -> None:
+        self.server = self.start()
+
+    def start(self, tls: Any = None) -> AuthServer:
+        server = start_server(reactor, tls)
+        self.addCleanup(server.stop)
+        return server
+
+    def make(self, url: str | None = None, **kw: Any) -> HTTPAuthorizer:
+        settings = HTTPAuthSettings(url=url or self.server.url, **kw)
+        auth = HTTPAuthorizer(settings, reactor)
+        self.addCleanup(auth.close)
+        return auth
+
+    async def check(self, handler: Handler, request: JoinRequest | None = None, **kw: Any) -> Any:
+        self.server.resource.handler = handler
+        return await self.make(**kw).authorize(request or join())
+
+
+class AnswerTests(ServerCase):
+    def test_provides_interface(self) -> None:
+        verifyObject(IJoinAuthorizer, self.make())
+
+    async def test_allowed_true_admits(self) -> None:
+        decision = await self.check(answer(200, b'{"allowed": true}'))
+        self.assertEqual(decision.outcome, "allow")
+        self.assertEqual(decision.status, 200)
+        self.assertGreater(decision.latency, 0)
+
+    async def test_any_2xx_counts(self) -> None:
+        decision = await self.check(answer(203, b'{"allowed": true, "error": "ignored"}'))
+        self.assertTrue(decision.is_allowed)
+
+    async def test_allowed_false_is_a_refusal_with_reason(self) -> None:
+        decision = await self.check(answer(200, b'{"allowed": false, "error": "Not on roster"}'))
+        self.assertEqual((decision.outcome, decision.reason), ("deny", "Not on roster"))
+        self.assertIsNone(decision.kind)
+
+    async def test_refusal_reasons_are_coerced_to_text(self) -> None:
+        auth = self.make()
+        cases = [
+            (b'{"allowed": false}', ""),
+            (b'{"allowed": false, "error": null}', ""),
+            (b'{"allowed": false, "error": ""}', ""),
+            (b'{"allowed": false, "error": 42}', "42"),
+            (b'{"allowed": false, "error": {"code": 7}}', '{"code": 7}'),
+            (
+                '{"allowed": false, "error": "Zugang verweigert: ü"}'.encode(),
+                "Zugang verweigert: ü",
+            ),
+        ]
+        for body, reason in cases:
+            self.server.resource.handler = answer(200, body)
+            decision = await auth.authorize(join())
+            self.assertEqual((decision.outcome, decision.reason), ("deny", reason), body)
+
+    async def test_allowed_must_be_a_json_boolean(self) -> None:
+        auth = self.make()
+        for value in [b'"false"', b'"true"', b"1", b"0", b"null", b"[]", b"{}", b"1.0"]:
+            self.server.resource.handler = answer(200, b'{"allowed": ' + value + b"}")
+            decision = await auth.authorize(join())
+            self.assertEqual((decision.outcome, decision.kind), ("error", "bad_answer"), value)
+
+    async def test_missing_allowed_is_an_error(self) -> None:
+        decision = await self.check(answer(200, b'{"error": "who knows"}'))
+        self.assertEqual((decision.outcome, decision.kind), ("error", "bad_answer"))
+
+    async def test_json_that_is_not_an_object_is_an_error(self) -> None:
+        auth = self.make()
+        for body in [b"true", b"[true]", b'"x"', b"1", b"null", b'[{"allowed": true}]']:
+            self.server.resource.handler = answer(200, body)
+            decision = await auth.authorize(join())
+            self.assertEqual((decision.outcome, decision.kind), ("error", "bad_answer"), body)
+
+    async def test_body_that_is_not_json_is_an_error(self) -> None:
+        auth = self.make()
+        bodies = [
+            b"",
+            b"   ",
+            b"{",
+            b"allowed=true",
+            b"<html>yes</html>",
+            b'{"allowed": true, "error": "\xff"}',  # not UTF-8
+            b'\xef\xbb\xbf{"allowed": true}',  # a BOM is not JSON
+        ]
+        for body in bodies:
+            self.server.resource.handler = answer(200, body)
+            decision = await auth.authorize(join())
+            self.assertEqual((decision.outcome, decision.kind), ("error", "bad_json"), body)
+
+    async def test_no_content_is_an_error(self) -> None:
+        decision = await self.check(answer(204, b""))
+        self.assertEqual((decision.kind, decision.status), ("bad_json", 204))
+
+    async def test_redirects_are_errors_and_never_followed(self) -> None:
+        auth = self.make()
+        for code in (301, 302, 303, 307, 308):
+            self.server.resource.handler = answer(
+                code, b'{"allowed": true}', location=self.server.url + "?other=1"
+            )
+            decision = await auth.authorize(join())
+            self.assertEqual((decision.kind, decision.status), ("redirect", code))
+        self.assertEqual(len(self.server.resource.requests), 5)
+
+    async def test_client_errors_are_errors(self) -> None:
+        auth = self.make()
+        for code in (400, 401, 403, 404, 429):
+            self.server.resource.handler = answer(code, b'{"allowed": false, "error": "no"}')
+            decision = await auth.authorize(join())
+            self.assertEqual(
+                (decision.outcome, decision.kind, decision.status), ("error", "status", code)
+            )
+
+    async def test_server_error_with_allowed_true_is_not_a_yes(self) -> None:
+        auth = self.make()
+        for code in (500, 502, 503):
+            self.server.resource.handler = answer(code, b'{"allowed": true}')
+            decision = await auth.authorize(join())
+            self.assertEqual(
+                (decision.outcome, decision.kind, decision.status), ("error", "status", code)
+            )
+
+
+class RequestTests(ServerCase):
+    async def test_parameters_round_trip(self) -> None:
+        nick = "a&b=c ü/x?#%+"
+        user = JID("zoë+tag@Example.ORG/rés ource")
+        room = JID("ünï-room@rooms.example.org")
+        await self.check(answer(), join(nick=nick, user=user, room=room))
+        [seen] = self.server.resource.requests
+        self.assertEqual(seen.method, b"GET")
+        self.assertEqual(seen.path, b"/muc/auth")
+        self.assertEqual(seen.arg("userJID"), "zoë+tag@example.org")
+        self.assertEqual(seen.arg("mucJID"), "ünï-room@rooms.example.org")
+        self.assertEqual(seen.arg("nickname"), nick)
+        self.assertEqual(sorted(seen.args), [b"mucJID", b"nickname", b"userJID"])
+
+    async def test_existing_query_string_is_kept(self) -> None:
+        url = self.server.url + "?service=chat&key=a%20b"
+        await self.check(answer(), url=url)
+        [seen] = self.server.resource.requests
+        self.assertEqual(seen.arg("service"), "chat")
+        self.assertEqual(seen.arg("key"), "a b")
+        self.assertEqual(seen.arg("userJID"), "alice@example.org")
+        self.assertTrue(seen.uri.startswith(b"/muc/auth?service=chat&key=a%20b&userJID="))
+
+    async def test_trailing_question_mark_is_not_doubled(self) -> None:
+        await self.check(answer(), url=self.server.url + "?")
+        [seen] = self.server.resource.requests
+        self.assertTrue(seen.uri.startswith(b"/muc/auth?userJID="), seen.uri)
+
+    async def test_headers(self) -> None:
+        await self.check(answer(), authorization_header=Secret(TOKEN))
+        [seen] = self.server.resource.requests
+        self.assertEqual(seen.header("Authorization"), TOKEN)
+        self.assertEqual(seen.header("Accept"), "application/json")
+        self.assertEqual(seen.header("User-Agent"), f"mucauth/{mucauth.__version__}")
+        self.assertIsNone(seen.header("Cookie"))
+
+    async def test_url_userinfo_becomes_basic_auth(self) -> None:
+        url = self.server.url.replace("http://", "http://us%40er:p%3Ass@")
+        await self.check(answer(), url=url)
+        [seen] = self.server.resource.requests
+        self.assertEqual(seen.header("Authorization"), "Basic dXNAZXI6cDpzcw==")  # us@er:p:ss
+
+    async def test_no_authorization_header_unless_configured(self) -> None:
+        await self.check(answer())
+        [seen] = self.server.resource.requests
+        self.assertIsNone(seen.header("Authorization"))
+
+    async def test_cookies_are_not_kept_between_checks(self) -> None:
+        auth = self.make()
+        self.server.resource.handler = answer(200, b'{"allowed": true}', set_cookie="sid=1; Path=/")
+        await auth.authorize(join())
+        await auth.authorize(join())
+        self.assertIsNone(self.server.resource.requests[1].header("Cookie"))
+
+    async def test_registration_sends_the_same_request(self) -> None:
+        auth = self.make()
+        await auth.authorize(join(action="join"))
+        decision = await auth.authorize(join(action="register"))
+        self.assertTrue(decision.is_allowed)
+        first, second = self.server.resource.requests
+        self.assertEqual(first.uri, second.uri)
+
+
+class FailureTests(ServerCase):
+    async def assert_closed_in_time(self, handler: Handler, kind: str = "timeout") -> Decision:
+        started = time.monotonic()
+        decision = await self.check(handler, timeout=0.5)
+        elapsed = time.monotonic() - started
+        self.assertEqual((decision.outcome, decision.kind), ("error", kind))
+        self.assertLess(elapsed, 1.0)
+        self.assertGreaterEqual(decision.latency, 0.45)
+        await within(self.server.all_closed(), 2.0)
+        self.assertEqual(self.server.open_connections, [])
+        return decision
+
+    async def test_server_that_never_answers_times_out(self) -> None:
+        decision = await self.assert_closed_in_time(never_answer())
+        self.assertIsNone(decision.status)
+
+    async def test_server_that_stalls_after_headers_times_out(self) -> None:
+        decision = await self.assert_closed_in_time(stall_after_headers())
+        self.assertEqual(decision.status, 200)
+
+    async def test_huge_body_is_cut_off(self) -> None:
+        decision = await self.check(huge_body())
+        self.assertEqual((decision.kind, decision.status), ("too_large", 200))
+        await within(self.server.all_closed(), 2.0)
+
+    async def test_huge_chunked_body_is_cut_off(self) -> None:
+        decision = await self.check(huge_body(chunked=True))
+        self.assertEqual(decision.kind, "too_large")
+        await within(self.server.all_closed(), 2.0)
+
+    async def test_body_under_the_cap_is_read(self) -> None:
+        decision = await self.check(huge_body(60 * 1024))
+        self.assertTrue(decision.is_allowed)
+
+    async def test_refused_connection(self) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        decision = await self.make(url=f"http://127.0.0.1:{port}/").authorize(join())
+        self.assertEqual((decision.outcome, decision.kind), ("error", "connection"))
+
+    async def test_cancel_fires_with_a_decision_and_closes_the_connection(self) -> None:
+        self.server.resource.handler = never_answer()
+        auth = self.make()
+        d = auth.authorize(join())
+        while not self.server.resource.pending:
+            await pause(0.01)
+        d.cancel()
+        decision = self.successResultOf(d)
+        self.assertTrue(decision.is_error)
+        await within(self.server.all_closed(), 2.0)
+
+    async def test_connection_is_reused(self) -> None:
+        auth = self.make()
+        for _ in range(50):
+            decision = await auth.authorize(join())
+            self.assertTrue(decision.is_allowed)
+        self.assertEqual(self.server.connection_count, 1)
+
+    async def test_concurrent_checks_stay_within_the_pool(self) -> None:
+        auth = self.make(pool_size=3)
+        decisions = await gather([auth.authorize(join(nick=f"n{i}")) for i in range(30)])
+        self.assertTrue(all(d.is_allowed for d in decisions))
+        self.assertLessEqual(self.server.connection_count, 3)
+
+
+class TLSTests(ServerCase):
+    def setUp(self) -> None:
+        self.cert = self_signed()
+        self.server = self.start(self.cert.server_options())
+
+    async def test_self_signed_refused_by_default(self) -> None:
+        decision = await self.check(answer())
+        self.assertEqual((decision.outcome, decision.kind), ("error", "tls"))
+        self.assertEqual(self.server.resource.requests, [])
+
+    async def test_private_ca_is_trusted(self) -> None:
+        ca = FilePath(self.mktemp())
+        ca.setContent(self.cert.cert_pem)
+        decision = await self.check(answer(), ca_file=ca.path)
+        self.assertTrue(decision.is_allowed)
+
+    async def test_private_ca_still_checks_the_host_name(self) -> None:
+        other = self_signed("other.example", names=["other.example"])
+        server = self.start(other.server_options())
+        ca = FilePath(self.mktemp())
+        ca.setContent(other.cert_pem)
+        decision = await self.make(url=server.url, ca_file=ca.path).authorize(join())
+        self.assertEqual(decision.kind, "tls")
+
+    async def test_insecure_skips_verification_and_warns_once(self) -> None:
+        logs = LogCapture(self)
+        auth = self.make(insecure=True)
+        for _ in range(3):
+            decision = await auth.authorize(join())
+            self.assertTrue(decision.is_allowed)
+        warnings = [
+            e for e in logs.events if e["log_level"] == LogLevel.warn and "outcome" not in e
+        ]
+        self.assertEqual(len(warnings), 1)
+        self.assertIn("TLS verification is OFF", formatEvent(warnings[0]))
+
+
+class LoggingTests(ServerCase):
+    async def test_one_event_per_decision(self) -> None:
+        logs = LogCapture(self)
+        auth = self.make()
+        self.server.resource.handler = answer(200, b'{"allowed": false, "error": "not today"}')
+        await auth.authorize(join(nick="bob"))
+        self.server.resource.handler = answer(500, b"")
+        await auth.authorize(join(nick="bob"))
+        deny, error = logs.decisions()
+        self.assertEqual(deny["log_level"], LogLevel.info)
+        self.assertEqual(
+            {k: deny[k] for k in ("user", "room", "nick", "outcome", "kind", "reason", "status")},
+            {
+                "user": "alice@example.org",
+                "room": "physics@rooms.example.org",
+                "nick": "bob",
+                "outcome": "deny",
+                "kind": None,
+                "reason": "not today",
+                "status": 200,
+            },
+        )
+        self.assertIn("join deny user=alice@example.org", formatEvent(deny))
+        self.assertEqual((error["log_level"], error["kind"]), (LogLevel.warn, "status"))
+
+    async def test_secrets_never_logged(self) -> None:
+        logs = LogCapture(self)
+        url = self.server.url.replace("http://", "http://user:pa55word@") + "?key=qu3ry-s3cret"
+        auth = self.make(url=url, authorization_header=Secret(TOKEN), insecure=True, timeout=0.5)
+        for handler in (answer(), answer(500, b"x"), never_answer()):
+            self.server.resource.handler = handler
+            await auth.authorize(join())
+        self.assertEqual(self.server.resource.requests[0].header("Authorization"), TOKEN)
+        self.assertTrue(logs.events)
+        for event in logs.events:
+            text = formatEvent(event) + repr(event)
+            for secret in ("s3cr3t", "pa55word", "qu3ry-s3cret"):
+                self.assertNotIn(secret, text)
+
+    def test_redacted_url(self) -> None:
+        self.assertEqual(
+            redact_url("https://u:p@auth.example.org:8443/muc?key=1#x"),
+            "https://auth.example.org:8443/muc",
+        )
+
+
+def pause(seconds: float) -> Deferred[None]:
+    return task.deferLater(reactor, seconds, lambda: None)
+
+
+async def gather(ds: list[Deferred[Decision]]) -> list[Decision]:
+    from twisted.internet.defer import gatherResults
+
+    return await gatherResults(ds)
