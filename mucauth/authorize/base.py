@@ -11,6 +11,10 @@ from zope.interface import Interface, implementer
 
 Outcome = Literal["allow", "deny", "error"]
 
+# The reason of the error Decision a check fires with when its caller cancelled it (kind
+# "connection"): cancelling never errbacks, and nobody acts on this answer.
+CANCELLED = "cancelled"
+
 # Why a check failed, for logs and metrics. "overload" is the service refusing to start a check.
 ErrorKind = Literal[
     "timeout",

@@ -40,14 +40,19 @@ from twisted.web.iweb import IPolicyForHTTPS, IResponse
 from zope.interface import implementer
 
 import mucauth
-from mucauth.authorize.base import Decision, ErrorKind, IJoinAuthorizer, JoinRequest
+from mucauth.authorize.base import (
+    CANCELLED,
+    Decision,
+    ErrorKind,
+    IJoinAuthorizer,
+    JoinRequest,
+)
 from mucauth.settings import HTTPAuthSettings, Secret
 
 __all__ = ["MAX_BODY", "HTTPAuthorizer", "redact_url"]
 
 MAX_BODY = 64 * 1024  # bytes; an authorization answer is a few dozen
 MAX_REASON = 1024  # characters kept from a service's "error" text
-CANCELLED = "cancelled"  # the reason of the Decision a cancelled check fires with
 
 log = Logger()
 

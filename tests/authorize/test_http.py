@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import tempfile
 import time
 from typing import Any
 
@@ -321,22 +323,29 @@ class TLSTests(ServerCase):
         self.cert = self_signed()
         self.server = self.start(self.cert.server_options())
 
+    def pem_file(self, pem: bytes) -> FilePath[str]:
+        # Not mktemp(): under pytest it lands in the checkout, not in _trial_temp.
+        fd, path = tempfile.mkstemp(suffix=".pem")
+        os.close(fd)
+        self.addCleanup(os.unlink, path)
+        ca = FilePath(path)
+        ca.setContent(pem)
+        return ca
+
     async def test_self_signed_refused_by_default(self) -> None:
         decision = await self.check(answer())
         self.assertEqual((decision.outcome, decision.kind), ("error", "tls"))
         self.assertEqual(self.server.resource.requests, [])
 
     async def test_private_ca_is_trusted(self) -> None:
-        ca = FilePath(self.mktemp())
-        ca.setContent(self.cert.cert_pem)
+        ca = self.pem_file(self.cert.cert_pem)
         decision = await self.check(answer(), ca_file=ca.path)
         self.assertTrue(decision.is_allowed)
 
     async def test_private_ca_still_checks_the_host_name(self) -> None:
         other = self_signed("other.example", names=["other.example"])
         server = self.start(other.server_options())
-        ca = FilePath(self.mktemp())
-        ca.setContent(other.cert_pem)
+        ca = self.pem_file(other.cert_pem)
         decision = await self.make(url=server.url, ca_file=ca.path).authorize(join())
         self.assertEqual(decision.kind, "tls")
 

@@ -1,0 +1,64 @@
+"""The gate as tap.py builds it from settings: scope, cache, single-flight, HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from zope.interface import implementer
+
+from mucauth.authorize.base import Decision, IJoinAuthorizer, JoinRequest
+from mucauth.authorize.cache import CachingAuthorizer, SingleFlightAuthorizer
+from mucauth.authorize.http import HTTPAuthorizer
+from mucauth.authorize.scope import ScopedAuthorizer
+from mucauth.settings import HTTPAuthSettings
+
+__all__ = ["Gate", "build_authorizer"]
+
+
+@implementer(IJoinAuthorizer)
+class Gate:
+    """The composed authorizer, plus ``close()`` for the one resource it owns: the HTTP pool.
+
+    The layers are reachable (``http``, ``single_flight``, ``cache``) so metrics can read
+    in-flight counts and tests can look inside; ``cache`` is None when ``cache_ttl`` is 0.
+    """
+
+    def __init__(
+        self,
+        front: IJoinAuthorizer,
+        http: HTTPAuthorizer,
+        single_flight: SingleFlightAuthorizer,
+        cache: CachingAuthorizer | None,
+    ) -> None:
+        self._front = front
+        self.http = http
+        self.single_flight = single_flight
+        self.cache = cache
+
+    def authorize(self, request: JoinRequest) -> Deferred[Decision]:
+        return self._front.authorize(request)
+
+    def close(self) -> Deferred[None]:
+        """Close idle HTTP connections; call from stopService (return its Deferred)."""
+        return self.http.close()
+
+
+def build_authorizer(settings: HTTPAuthSettings, reactor: Any) -> Gate:
+    """Scoped(Caching(SingleFlight(HTTPAuthorizer))), the order that asks HTTP least.
+
+    Scope first: ungated rooms cost nothing. The cache before single-flight: a cached answer
+    needs no flight. Single-flight right above HTTP: a burst of identical joins (a client
+    retrying, several sessions of one user) is one request.
+    """
+    http = HTTPAuthorizer(settings, reactor)
+    single_flight = SingleFlightAuthorizer(http)
+    inner: IJoinAuthorizer = single_flight
+    cache = None
+    if settings.cache_ttl > 0:
+        cache = CachingAuthorizer(single_flight, settings.cache_ttl, reactor)
+        inner = cache
+    front: IJoinAuthorizer = inner
+    if settings.scope.mode != "all":
+        front = ScopedAuthorizer(inner, settings.scope)
+    return Gate(front, http, single_flight, cache)
