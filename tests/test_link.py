@@ -1,0 +1,179 @@
+"""The component link: backoff that survives a refused handshake, and one log event per step."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from twisted.internet import reactor, task
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.logger import LogEvent, formatEvent, globalLogPublisher
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.words.protocols.jabber import component as jabber_component
+from twisted.words.protocols.jabber import xmlstream
+from twisted.words.protocols.jabber.error import StreamError
+from twisted.words.protocols.jabber.jid import JID
+
+from mucauth.link import ComponentLink, LinkFactory
+from mucauth.settings import ComponentSettings, Secret
+from tests.support.prosody import ProsodyServer
+
+WRONG_SECRET = "wr0ng-S3CRET-for-the-test"
+
+
+class EventLog:
+    """Collects the link's events from the global log publisher for one test."""
+
+    def __init__(self, test: SynchronousTestCase) -> None:
+        self.events: list[LogEvent] = []
+        globalLogPublisher.addObserver(self.events.append)
+        test.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+    def named(self, name: str) -> list[LogEvent]:
+        return [e for e in self.events if e.get("link_event") == name]
+
+
+def fast_backoff(factory: LinkFactory, initial: float, factor: float = 2.0) -> None:
+    """Shorter first delay and no jitter, so a test sees several retries in a second or two."""
+    factory.initialDelay = factory.delay = initial
+    factory.factor = factor
+    factory.jitter = 0
+
+
+class LinkFactoryTests(SynchronousTestCase):
+    def make_factory(self) -> LinkFactory:
+        authenticator = jabber_component.ConnectComponentAuthenticator("rooms.localhost", "x")
+        factory = LinkFactory(authenticator, JID("rooms.localhost"))
+        factory.clock = task.Clock()
+        factory.jitter = 0
+        return factory
+
+    def test_tcp_connection_keeps_the_backoff(self) -> None:
+        factory = self.make_factory()
+        factory.delay, factory.retries = 7.0, 3
+        factory.buildProtocol(None)
+        self.assertEqual((factory.delay, factory.retries), (7.0, 3))
+
+    def test_handshake_resets_the_backoff(self) -> None:
+        factory = self.make_factory()
+        factory.delay, factory.retries = 7.0, 3
+        xs = factory.buildProtocol(None)
+        xs.dispatch(xs, xmlstream.STREAM_AUTHD_EVENT)
+        self.assertEqual((factory.delay, factory.retries), (factory.initialDelay, 0))
+
+    def test_retry_logs_the_delay_and_respects_the_cap(self) -> None:
+        log = EventLog(self)
+        factory = self.make_factory()
+        factory.maxDelay = 5
+        factory.connector = object()  # type: ignore[assignment]
+        for _ in range(4):
+            factory.retry()
+            factory.clock.advance(0)  # type: ignore[union-attr]
+            factory._callID.cancel()  # type: ignore[union-attr]
+            factory._callID = None
+        delays = [round(e["delay"], 3) for e in log.named("reconnect_scheduled")]
+        self.assertEqual(delays, [1.0, 2.718, 5.0, 5.0])
+
+    def test_stream_error_names_the_condition(self) -> None:
+        log = EventLog(self)
+        factory = self.make_factory()
+        xs = factory.buildProtocol(None)
+        xs.dispatch(Failure(StreamError("not-authorized")), xmlstream.STREAM_ERROR_EVENT)
+        [event] = log.named("authentication_failed")
+        self.assertEqual(event["condition"], "not-authorized")
+        self.assertIn("not-authorized", formatEvent(event))
+
+
+class ProsodyLinkTests(TestCase):
+    """Against a real Prosody: handshake, wrong secret, and a server restart."""
+
+    timeout = 30
+
+    def setUp(self) -> None:
+        directory = Path(tempfile.mkdtemp(prefix="mucauth-prosody-"))
+        self.addCleanup(shutil.rmtree, directory, ignore_errors=True)
+        self.prosody = ProsodyServer(directory)
+        self.prosody.start()
+        self.addCleanup(self.prosody.stop)
+        self.log = EventLog(self)
+
+    def start_link(self, secret: str, max_delay: float) -> ComponentLink:
+        link = ComponentLink(
+            ComponentSettings(
+                jid=JID(self.prosody.component_domain),
+                secret=Secret(secret),
+                host="127.0.0.1",
+                port=self.prosody.component_port,
+                reconnect_max_delay=max_delay,
+            )
+        )
+        # Cleanups run last-in first-out: the link closes before Prosody stops.
+        self.addCleanup(link.stopService)
+        return link
+
+    def wait_for(self, condition: Callable[[], Any], timeout: float) -> Deferred[None]:
+        deadline = time.monotonic() + timeout
+
+        @inlineCallbacks
+        def poll() -> Any:
+            while not condition():
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"not seen within {timeout} s: {self.summary()}")
+                yield task.deferLater(reactor, 0.02, lambda: None)
+
+        return poll()
+
+    def summary(self) -> list[str]:
+        return [e["link_event"] for e in self.log.events if "link_event" in e]
+
+    @inlineCallbacks
+    def test_handshake_succeeds(self) -> Any:
+        link = self.start_link(self.prosody.component_secret, max_delay=2)
+        link.startService()
+        yield self.wait_for(lambda: self.log.named("authenticated"), 5)
+        [connecting] = self.log.named("connecting")
+        self.assertEqual(
+            (connecting["host"], connecting["port"], connecting["jid"]),
+            ("127.0.0.1", self.prosody.component_port, "rooms.localhost"),
+        )
+        self.assertIsNotNone(link.xmlstream)
+
+    @inlineCallbacks
+    def test_wrong_secret_is_logged_and_backs_off(self) -> Any:
+        link = self.start_link(WRONG_SECRET, max_delay=1)
+        fast_backoff(link.factory, 0.25)
+        link.startService()
+        yield self.wait_for(lambda: len(self.log.named("reconnect_scheduled")) >= 4, 8)
+        failures = self.log.named("authentication_failed")
+        self.assertGreaterEqual(len(failures), 3)
+        self.assertEqual({e["condition"] for e in failures}, {"not-authorized"})
+        self.assertIn("not-authorized", formatEvent(failures[0]))
+        # Each refused handshake waits longer than the one before, up to the cap; Wokkel alone
+        # would retry after the same initial delay every time.
+        delays = [round(e["delay"], 2) for e in self.log.named("reconnect_scheduled")][:4]
+        self.assertEqual(delays, [0.25, 0.5, 1.0, 1.0])
+        self.assertEqual(self.log.named("authenticated"), [])
+        for event in self.log.events:
+            self.assertNotIn(WRONG_SECRET, repr(event))
+            self.assertNotIn(WRONG_SECRET, formatEvent(event) or "")
+
+    @inlineCallbacks
+    def test_reconnects_after_server_restart_within_the_cap(self) -> Any:
+        link = self.start_link(self.prosody.component_secret, max_delay=1)
+        fast_backoff(link.factory, 0.1)
+        link.startService()
+        yield self.wait_for(lambda: self.log.named("authenticated"), 5)
+        self.prosody.stop()
+        yield self.wait_for(lambda: self.log.named("disconnected"), 5)
+        # Let a few attempts fail against the closed port, so the backoff reaches its cap.
+        yield self.wait_for(lambda: len(self.log.named("connect_failed")) >= 3, 5)
+        self.prosody.start()
+        started = time.monotonic()
+        yield self.wait_for(lambda: len(self.log.named("authenticated")) >= 2, 5)
+        self.assertLess(time.monotonic() - started, 1.0 + 0.5)
+        self.assertIsNotNone(link.xmlstream)
