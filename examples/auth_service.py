@@ -231,7 +231,7 @@ class JoinResource(Resource):
         if given is None:
             return "missing"
         expected = f"Bearer {self.token}".encode()
-        return "ok" if hmac.compare_digest(given.encode(), expected) else "wrong"
+        return "ok" if hmac.compare_digest(given, expected) else "wrong"
 
 
 def answer(request: Request, allowed: bool, reason: str) -> bytes:

@@ -1,0 +1,334 @@
+"""The whole real stack for end-to-end tests: Prosody + the example auth service + ``twistd
+mucauth``, plus real XMPP clients.
+
+The process running lives in ``examples/_stack.py`` (the demo uses it too); this module adds what
+only tests need: Prosody from ``tests.support.prosody``, registered users, self-signed
+certificates, class-wide fixtures that also work under trial, and PID bookkeeping so a test can
+check that nothing outlives the suite.
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime
+import ipaddress
+import os
+import shutil
+import tempfile
+import unittest
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+from examples._stack import (
+    STARTED,
+    AuthService,
+    MucauthProcess,
+    ProcessError,
+    component_logins,
+    pid_alive,
+    tail,
+    wait_until,
+    write_tap_conf,
+)
+from tests.support.prosody import ProsodyServer
+from tests.support.xmpp import XMPPClient
+
+__all__ = [
+    "STARTED",
+    "AuthService",
+    "ClassFixture",
+    "MucauthProcess",
+    "Stack",
+    "leftover_processes",
+    "self_signed_certificate",
+]
+
+PASSWORD = "secret-{user}"
+KEEP = os.environ.get("MUCAUTH_KEEP_E2E") == "1"  # keep the run folders to read the logs
+
+# Stacks started and not yet stopped: their processes may legitimately be alive.
+_ACTIVE: set[Stack] = set()
+
+
+class Stack:
+    """One Prosody, one auth service, one mucauth connected to them, and some users.
+
+    ``rules`` is the auth service's rules object; ``http_options`` are extra
+    ``[muc_http_auth]`` keys; ``url_query`` is appended to the auth URL (``?tenant=x``);
+    ``auth_url`` replaces the auth service's URL entirely (e.g. a closed port).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        rules: Mapping[str, Any],
+        users: tuple[str, ...] = ("alice", "bob", "carol"),
+        http_options: Mapping[str, str] | None = None,
+        sections: Mapping[str, Mapping[str, str]] | None = None,
+        url_query: str = "",
+        auth_url: str | None = None,
+        token: str | None = None,
+        tls: bool = False,
+    ) -> None:
+        self.name = name
+        self.directory = Path(tempfile.mkdtemp(prefix=f"mucauth-e2e-{name}-"))
+        self.rules = rules
+        self.users = users
+        self.http_options = dict(http_options or {})
+        self.sections = sections
+        self.url_query = url_query
+        self.auth_url = auth_url
+        self.token = token
+        self.tls = tls
+        self.prosody = ProsodyServer(self.directory / "prosody")
+        self.auth: AuthService | None = None
+        self.mucauth: MucauthProcess | None = None
+        self.clients: list[XMPPClient] = []
+        self.pids: list[int] = []
+        self.url = ""
+
+    # -- life cycle --------------------------------------------------------------------------
+
+    def start(self) -> Stack:
+        _ACTIVE.add(self)
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        first = len(STARTED)
+        self.prosody.start()
+        STARTED.append((self.prosody.process.pid, "prosody"))  # type: ignore[union-attr]
+        for user in self.users:
+            self.prosody.register(user, PASSWORD.format(user=user))
+        tls = None
+        if self.tls:
+            tls = self_signed_certificate(self.directory / "tls")
+        self.auth = AuthService(
+            self.directory / "auth", self.rules, token=self.token, tls=tls, test_answers=True
+        )
+        self.url = (self.auth_url or self.auth.start()) + self.url_query
+        self.start_mucauth()
+        self.pids = [pid for pid, _ in STARTED[first:]]
+
+    def start_mucauth(self) -> None:
+        config = write_tap_conf(
+            self.directory / "tap.conf",
+            jid=self.prosody.component_domain,
+            host="127.0.0.1",
+            port=self.prosody.component_port,
+            secret=self.prosody.component_secret,
+            url=self.url,
+            http_options=self.http_options,
+            sections=self.sections,
+            log_level="debug",
+            writer="tests/support/stack.py",
+        )
+        self.mucauth = MucauthProcess(self.directory, config)
+        logins = component_logins(self.prosody.log_text())
+        self.mucauth.start(lambda: component_logins(self.prosody.log_text()) > logins)
+        self.pids.append(self.mucauth.process.pid)  # type: ignore[union-attr]
+
+    def restart_prosody(self, timeout: float = 30.0) -> None:
+        """Stop and start Prosody (same ports), then wait until mucauth has reconnected."""
+        assert self.mucauth is not None
+        before = len(self.prosody.log_text())
+        self.prosody.restart()
+        STARTED.append((self.prosody.process.pid, "prosody"))  # type: ignore[union-attr]
+        self.pids.append(self.prosody.process.pid)  # type: ignore[union-attr]
+        for user in self.users:  # the data folder survives, but registering again is harmless
+            self.prosody.register(user, PASSWORD.format(user=user))
+
+        def reconnected() -> bool:
+            text = self.prosody.log_text()
+            return component_logins(text[before:] if len(text) >= before else text) > 0
+
+        self.mucauth.wait_connected(reconnected, timeout)
+
+    def stop(self) -> None:
+        """Stop everything, whatever state it is in; safe to call twice."""
+        for client in self.clients:
+            try:
+                client.disconnect()
+            except Exception:  # keep stopping the rest
+                pass
+        self.clients.clear()
+        if self.mucauth is not None:
+            self.mucauth.stop()
+        if self.auth is not None:
+            self.auth.stop()
+        self.prosody.stop()
+        _ACTIVE.discard(self)
+        if not KEEP:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+    # -- helpers for tests -------------------------------------------------------------------
+
+    def room(self, name: str) -> str:
+        return f"{name}@{self.prosody.component_domain}"
+
+    def jid(self, user: str) -> str:
+        return f"{user}@{self.prosody.domain}"
+
+    def client(self, user: str, timeout: float = 10.0) -> XMPPClient:
+        """A logged-in client for ``user``, disconnected when the stack stops."""
+        client = XMPPClient(
+            self.jid(user),
+            PASSWORD.format(user=user),
+            "127.0.0.1",
+            self.prosody.c2s_port,
+            timeout=timeout,
+        )
+        self.clients.append(client)
+        client.connect()
+        return client
+
+    def mucauth_log(self) -> str:
+        return self.mucauth.log_text() if self.mucauth is not None else ""
+
+    def wait_mucauth_log(self, text: str, timeout: float = 5.0, since: int = 0) -> str:
+        """Wait until mucauth's log (from offset ``since``) contains ``text``."""
+        wait_until(
+            lambda: text in self.mucauth_log()[since:],
+            timeout,
+            lambda: f"mucauth's log does not say {text!r}; its end:\n{tail(self.mucauth_log())}",
+            interval=0.05,
+        )
+        return self.mucauth_log()[since:]
+
+    def diagnostics(self) -> str:
+        """The ends of every log, for failure messages."""
+        parts = [f"mucauth.log:\n{tail(self.mucauth_log(), 25)}"]
+        if self.auth is not None:
+            parts.append(f"auth_service.log:\n{tail(self.auth.log_text())}")
+        parts.append(f"prosody.log:\n{tail(self.prosody.log_text())}")
+        return "\n".join(parts)
+
+
+def leftover_processes() -> list[str]:
+    """Processes started by the tests, outside any running stack, that are still alive."""
+    active = {pid for stack in _ACTIVE for pid in stack.pids}
+    return [f"{what} (pid {pid})" for pid, what in STARTED if pid not in active and pid_alive(pid)]
+
+
+def self_signed_certificate(directory: Path, name: str = "127.0.0.1") -> tuple[Path, Path]:
+    """A throw-away certificate for ``name`` (an IP address or a host name), valid for a day.
+
+    Written as (cert.pem, key.pem); the certificate is its own CA, so it doubles as a
+    ``ca_file``.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    directory.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    try:
+        alt: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        alt = x509.DNSName(name)
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([alt]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+class ClassFixture(unittest.TestCase):
+    """Class-wide resources that work under pytest, unittest AND trial.
+
+    trial ignores ``setUpClass``/``tearDownClass``, so the resources are also started lazily
+    by the first ``setUp`` and stopped by the ``tearDown`` of the class's last test; an
+    ``atexit`` hook stops whatever a partial run (one selected test) left. A start-up failure
+    is remembered and reported by every test of the class instead of being retried.
+    """
+
+    _state: ClassVar[dict[type, dict[str, Any]]] = {}
+
+    @classmethod
+    def start_fixture(cls) -> Any:
+        """Start and return the class's resources."""
+        raise NotImplementedError
+
+    @classmethod
+    def stop_fixture(cls, fixture: Any) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def fixture(cls) -> Any:
+        state = ClassFixture._state.setdefault(cls, {"done": 0})
+        if "error" in state:
+            raise ProcessError(f"the class fixture failed to start: {state['error']}")
+        if "fixture" not in state:
+            try:
+                state["fixture"] = cls.start_fixture()
+            except BaseException as e:
+                state["error"] = f"{type(e).__name__}: {e}"
+                raise
+            atexit.register(cls._stop_class)
+        return state["fixture"]
+
+    @classmethod
+    def _stop_class(cls) -> None:
+        state = ClassFixture._state.get(cls, {})
+        fixture = state.pop("fixture", None)
+        if fixture is not None:
+            cls.stop_fixture(fixture)
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        if cls is not ClassFixture and "start_fixture" in _own_names(cls):
+            try:
+                cls.fixture()
+            except BaseException:  # every test reports it from setUp
+                pass
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls._stop_class()
+
+    def setUp(self) -> None:
+        super().setUp()
+        type(self).fixture()
+
+    def tearDown(self) -> None:
+        super().tearDown()
+        cls = type(self)
+        state = ClassFixture._state.setdefault(cls, {"done": 0})
+        state["done"] += 1
+        if state["done"] >= len(unittest.TestLoader().getTestCaseNames(cls)):
+            cls._stop_class()
+
+
+def _own_names(cls: type) -> set[str]:
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if klass is ClassFixture:
+            break
+        names.update(vars(klass))
+    return names
