@@ -84,3 +84,17 @@ class NotSupported(MUCError):
 
 class UnsupportedNamespace(MUCError):
     """An iq payload nobody here understands (RFC 6120: service-unavailable)."""
+
+
+class NotJoined(MUCError):
+    """XEP-0410 self-ping from a session that is not (or no longer) in the room."""
+
+    default_text = "You are not joined to this room"
+
+
+class ConfigNotAcceptable(MUCError):
+    """A submitted room configuration the service cannot honour."""
+
+
+class ShuttingDown(MUCError):
+    default_text = "The service is shutting down, try again later"

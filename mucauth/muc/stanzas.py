@@ -51,6 +51,9 @@ CONDITIONS: dict[type[errors.MUCError], tuple[str, str]] = {
     errors.BadRequest: ("bad-request", "modify"),
     errors.NotSupported: ("feature-not-implemented", "cancel"),
     errors.UnsupportedNamespace: ("service-unavailable", "cancel"),
+    errors.NotJoined: ("not-acceptable", "cancel"),
+    errors.ConfigNotAcceptable: ("not-acceptable", "modify"),
+    errors.ShuttingDown: ("service-unavailable", "wait"),
 }
 
 INTERNAL = ErrorCondition("cancel", "internal-server-error")
@@ -140,9 +143,11 @@ def occupant_presence(
     presence["to"] = to.full()
     if unavailable:
         presence["type"] = "unavailable"
-    else:
-        for child in occupant.payload if payload is None else payload:
-            presence.children.append(child)  # shared, never mutated: no re-parenting
+    children: Sequence[object] = payload if payload is not None else ()
+    if payload is None and not unavailable:
+        children = occupant.payload
+    for child in children:
+        presence.children.append(child)  # shared, never mutated: no re-parenting
     x = presence.addElement((NS_MUC_USER, "x"))
     item = x.addElement("item")
     item["affiliation"] = occupant.affiliation
