@@ -8,11 +8,15 @@ import tempfile
 import time
 from typing import Any
 
+from treq.testing import StringStubbingResource, StubTreq
 from twisted.internet import reactor, task
 from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
 from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogPublisher
 from twisted.python.filepath import FilePath
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
 from twisted.words.protocols.jabber.jid import JID
 from zope.interface import provider
 from zope.interface.verify import verifyObject
@@ -416,3 +420,61 @@ async def gather(ds: list[Deferred[Decision]]) -> list[Decision]:
     from twisted.internet.defer import gatherResults
 
     return await gatherResults(ds)
+
+
+class _Silent(Resource):
+    isLeaf = True
+
+    def render(self, request: Any) -> int:
+        return NOT_DONE_YET
+
+
+class InMemoryTests(SynchronousTestCase):
+    """treq's StubTreq and a Clock: the deadline and the latency follow the reactor's clock."""
+
+    def test_timeout_and_latency_use_the_reactor_clock(self) -> None:
+        clock = Clock()
+        stub = StubTreq(_Silent())
+        auth = HTTPAuthorizer(
+            HTTPAuthSettings(url="http://auth.test/", timeout=3), clock, http_client=stub
+        )
+        d = auth.authorize(join())
+        stub.flush()
+        clock.advance(2.9)
+        self.assertNoResult(d)
+        clock.advance(0.1)
+        decision = self.successResultOf(d)
+        self.assertEqual((decision.kind, decision.latency), ("timeout", 3.0))
+
+    def test_answer_through_stub(self) -> None:
+        def respond(method: bytes, url: bytes, params: Any, headers: Any, data: Any) -> Any:
+            return 200, {b"Content-Type": b"application/json"}, b'{"allowed": false}'
+
+        stub = StubTreq(StringStubbingResource(respond))
+        auth = HTTPAuthorizer(HTTPAuthSettings(url="http://auth.test/"), Clock(), http_client=stub)
+        d = auth.authorize(join())
+        stub.flush()
+        self.assertEqual(self.successResultOf(d).outcome, "deny")
+
+    def test_unexpected_exception_is_an_internal_error_and_logged(self) -> None:
+        class Broken:
+            def get(self, *args: Any, **kwargs: Any) -> Any:
+                raise RuntimeError("bug in the client")
+
+        auth = HTTPAuthorizer(
+            HTTPAuthSettings(url="http://auth.test/"), Clock(), http_client=Broken()
+        )
+        decision = self.successResultOf(auth.authorize(join()))
+        self.assertEqual((decision.outcome, decision.kind), ("error", "internal"))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_checks_beyond_the_pool_wait_within_the_same_deadline(self) -> None:
+        clock = Clock()
+        stub = StubTreq(_Silent())
+        settings = HTTPAuthSettings(url="http://auth.test/", timeout=2, pool_size=1)
+        auth = HTTPAuthorizer(settings, clock, http_client=stub)
+        first, queued = auth.authorize(join(nick="a")), auth.authorize(join(nick="b"))
+        stub.flush()
+        clock.advance(2)
+        self.assertEqual(self.successResultOf(first).kind, "timeout")
+        self.assertEqual(self.successResultOf(queued).kind, "timeout")

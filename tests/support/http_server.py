@@ -197,9 +197,29 @@ class SelfSigned:
     key_pem: bytes
 
     def server_options(self) -> Any:
-        from twisted.internet import ssl
+        """A server context factory built from cryptography objects.
 
-        return ssl.PrivateCertificate.loadPEM(self.key_pem + self.cert_pem).options()
+        Twisted's PrivateCertificate.options() hands pyOpenSSL X509/PKey objects to OpenSSL,
+        which pyOpenSSL now deprecates.
+        """
+        from cryptography import x509
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+        from OpenSSL import SSL
+        from twisted.internet.interfaces import IOpenSSLContextFactory
+        from zope.interface import implementer
+
+        cert = x509.load_pem_x509_certificate(self.cert_pem)
+        key = load_pem_private_key(self.key_pem, password=None)
+
+        @implementer(IOpenSSLContextFactory)
+        class _ServerContext:
+            def getContext(self) -> SSL.Context:
+                ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
+                ctx.use_certificate(cert)
+                ctx.use_privatekey(key)  # type: ignore[arg-type]
+                return ctx
+
+        return _ServerContext()
 
 
 def self_signed(common_name: str = "localhost", names: list[str] | None = None) -> SelfSigned:
