@@ -640,6 +640,7 @@ class MUCService(XMPPHandler):
                     unavailable=True,
                     statuses={stanzas.SELF_PRESENCE, *statuses},
                     payload=payload,
+                    real_jid=user,
                 )
             )
         if result.gone:
@@ -653,6 +654,7 @@ class MUCService(XMPPHandler):
                         unavailable=True,
                         statuses=statuses,
                         payload=payload,
+                        real_jid=user,
                     )
                 )
         if room.is_empty and not room.config.persistent:

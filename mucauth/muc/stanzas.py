@@ -132,11 +132,13 @@ def occupant_presence(
     nick: str | None = None,
     new_nick: str | None = None,
     payload: Sequence[domish.Element] | None = None,
+    real_jid: JID | None = None,
 ) -> domish.Element:
     """One occupant's presence as one recipient sees it.
 
-    ``nick`` overrides the occupant JID's resource (the old nick of a 303), ``new_nick`` goes into
-    the item of a 303, ``show_jid`` is decided per viewer by the room's anonymity.
+    ``nick`` overrides the occupant JID's resource (the old nick of a 303), ``new_nick`` goes
+    into the item of a 303, ``show_jid`` is decided per viewer by the room's anonymity.
+    ``real_jid`` names the session when it is no longer in ``occupant.sessions`` (it just left).
     """
     presence = domish.Element((None, "presence"))
     presence["from"] = JID(tuple=(room.jid.user, room.jid.host, nick or occupant.nick)).full()
@@ -153,7 +155,7 @@ def occupant_presence(
     item["affiliation"] = occupant.affiliation
     item["role"] = "none" if unavailable and new_nick is None else occupant.role
     if show_jid:
-        item["jid"] = occupant.jid.full()
+        item["jid"] = (real_jid or occupant.jid).full()
     if new_nick is not None:
         item["nick"] = new_nick
     for code in sorted(set(statuses)):
