@@ -1,0 +1,263 @@
+"""Disco, the owner form, self-ping and registration."""
+
+from __future__ import annotations
+
+from twisted.words.protocols.jabber.jid import JID
+from twisted.words.xish import domish
+from wokkel import data_form
+from wokkel.disco import DiscoInfo, DiscoItems
+
+from mucauth.settings import MUCSettings
+from tests.muc.support import (
+    ALICE,
+    BOB,
+    CAROL,
+    ROOM,
+    SERVICE,
+    ServiceTestCase,
+    error_of,
+    iq,
+    summary,
+)
+
+INFO = "<query xmlns='http://jabber.org/protocol/disco#info'/>"
+ITEMS = "<query xmlns='http://jabber.org/protocol/disco#items'/>"
+PING = "<ping xmlns='urn:xmpp:ping'/>"
+OWNER = "http://jabber.org/protocol/muc#owner"
+XDATA = "jabber:x:data"
+
+
+def disco_info(reply: domish.Element) -> DiscoInfo:
+    return DiscoInfo.fromElement(reply.firstChildElement())
+
+
+class ServiceDiscoTests(ServiceTestCase):
+    settings = MUCSettings(service_name="Course rooms")
+
+    def test_service_info(self) -> None:
+        self.receive(iq(ALICE, SERVICE, INFO))
+        reply = self.take_one()
+        self.assertEqual(summary(reply), ("iq", SERVICE, ALICE, "result"))
+        found = disco_info(reply)
+        self.assertEqual(found.identities, {("conference", "text"): "Course rooms"})
+        for feature in (
+            "http://jabber.org/protocol/muc",
+            "http://jabber.org/protocol/disco#info",
+            "http://jabber.org/protocol/disco#items",
+            "urn:xmpp:ping",
+            "http://jabber.org/protocol/muc#stable_id",
+            "urn:xmpp:occupant-id",
+        ):
+            self.assertIn(feature, found.features)
+
+    def test_items_list_public_rooms(self) -> None:
+        self.enter(ALICE, "alice")
+        self.enter(ALICE, "alice", room="other@" + SERVICE)
+        self.receive(iq(BOB, SERVICE, ITEMS))
+        items = DiscoItems.fromElement(self.take_one().firstChildElement())
+        self.assertEqual([i.entity for i in items], [JID("other@" + SERVICE), JID(ROOM)])
+
+    def test_hidden_rooms_not_listed(self) -> None:
+        self.enter(ALICE, "alice")
+        self.service.rooms[JID(ROOM)].config.public = False
+        self.receive(iq(BOB, SERVICE, ITEMS))
+        self.assertEqual(list(DiscoItems.fromElement(self.take_one().firstChildElement())), [])
+
+    def test_node_is_item_not_found(self) -> None:
+        self.receive(
+            iq(ALICE, SERVICE, "<query xmlns='http://jabber.org/protocol/disco#info' node='x'/>")
+        )
+        self.assertEqual(error_of(self.take_one()), ("cancel", "item-not-found"))
+
+    def test_disco_set_is_bad_request(self) -> None:
+        self.receive(iq(ALICE, SERVICE, INFO, type="set"))
+        self.assertEqual(error_of(self.take_one()), ("modify", "bad-request"))
+
+    def test_ping_service(self) -> None:
+        self.receive(iq(ALICE, SERVICE, PING))
+        self.assertEqual(summary(self.take_one()), ("iq", SERVICE, ALICE, "result"))
+
+
+class RoomDiscoTests(ServiceTestCase):
+    def test_room_info(self) -> None:
+        self.enter(ALICE, "alice")
+        self.enter(BOB, "bob")
+        self.receive(iq(CAROL, ROOM, INFO))
+        reply = self.take_one()
+        self.assertEqual(summary(reply), ("iq", ROOM, CAROL, "result"))
+        found = disco_info(reply)
+        self.assertEqual(found.identities, {("conference", "text"): "room"})
+        for feature in (
+            "http://jabber.org/protocol/muc",
+            "http://jabber.org/protocol/muc#stable_id",
+            "urn:xmpp:occupant-id",
+            "muc_public",
+            "muc_open",
+            "muc_unmoderated",
+            "muc_semianonymous",
+            "muc_temporary",
+            "muc_unsecured",
+        ):
+            self.assertIn(feature, found.features)
+        form = found.extensions["http://jabber.org/protocol/muc#roominfo"]
+        self.assertEqual(form.fields["muc#roominfo_occupants"].value, "2")
+
+    def test_unknown_room(self) -> None:
+        self.receive(iq(CAROL, ROOM, INFO, id="d9"))
+        reply = self.take_one()
+        self.assertEqual((reply["from"], reply["id"]), (ROOM, "d9"))
+        self.assertEqual(error_of(reply), ("cancel", "item-not-found"))
+
+    def test_room_items_empty(self) -> None:
+        self.enter(ALICE, "alice")
+        self.receive(iq(CAROL, ROOM, ITEMS))
+        self.assertEqual(list(DiscoItems.fromElement(self.take_one().firstChildElement())), [])
+
+    def test_disco_to_occupant_not_relayed(self) -> None:
+        self.enter(ALICE, "alice")
+        self.receive(iq(CAROL, ROOM + "/alice", INFO))
+        self.assertEqual(error_of(self.take_one()), ("cancel", "feature-not-implemented"))
+
+
+class OwnerTests(ServiceTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.enter(ALICE, "alice")
+        self.enter(BOB, "bob")
+
+    def submit(self, form: str, user: str = ALICE) -> domish.Element:
+        self.receive(iq(user, ROOM, f"<query xmlns='{OWNER}'>{form}</query>", type="set"))
+        return self.take_one()
+
+    def test_get_form(self) -> None:
+        self.receive(iq(ALICE, ROOM, f"<query xmlns='{OWNER}'/>"))
+        reply = self.take_one()
+        self.assertEqual(reply["type"], "result")
+        form = data_form.findForm(
+            reply.firstChildElement(), "http://jabber.org/protocol/muc#roomconfig"
+        )
+        self.assertEqual(form.formType, "form")
+        self.assertIn("muc#roomconfig_roomname", form.fields)
+
+    def test_non_owner_forbidden(self) -> None:
+        self.receive(iq(BOB, ROOM, f"<query xmlns='{OWNER}'/>"))
+        self.assertEqual(error_of(self.take_one()), ("auth", "forbidden"))
+        self.assertEqual(
+            error_of(self.submit(f"<x xmlns='{XDATA}' type='submit'/>", BOB)), ("auth", "forbidden")
+        )
+
+    def test_empty_submit_accepted(self) -> None:
+        self.assertEqual(self.submit(f"<x xmlns='{XDATA}' type='submit'/>")["type"], "result")
+
+    def test_cancel_accepted(self) -> None:
+        self.assertEqual(self.submit(f"<x xmlns='{XDATA}' type='cancel'/>")["type"], "result")
+
+    def test_submit_applies_name(self) -> None:
+        form = (
+            f"<x xmlns='{XDATA}' type='submit'>"
+            "<field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field>"
+            "<field var='muc#roomconfig_roomname'><value>Study group</value></field>"
+            "<field var='muc#roomconfig_publicroom'><value>0</value></field></x>"
+        )
+        self.assertEqual(self.submit(form)["type"], "result")
+        config = self.service.rooms[JID(ROOM)].config
+        self.assertEqual((config.name, config.public), ("Study group", False))
+
+    def test_persistent_not_acceptable(self) -> None:
+        form = (
+            f"<x xmlns='{XDATA}' type='submit'>"
+            "<field var='muc#roomconfig_persistentroom'><value>1</value></field></x>"
+        )
+        self.assertEqual(error_of(self.submit(form)), ("modify", "not-acceptable"))
+        self.assertFalse(self.service.rooms[JID(ROOM)].config.persistent)
+
+    def test_no_form_is_bad_request(self) -> None:
+        self.assertEqual(error_of(self.submit("")), ("modify", "bad-request"))
+
+    def test_destroy_not_supported(self) -> None:
+        self.assertEqual(error_of(self.submit("<destroy/>")), ("cancel", "feature-not-implemented"))
+
+    def test_admin_not_supported(self) -> None:
+        self.receive(iq(ALICE, ROOM, "<query xmlns='http://jabber.org/protocol/muc#admin'/>"))
+        self.assertEqual(error_of(self.take_one()), ("cancel", "feature-not-implemented"))
+
+    def test_unknown_namespace(self) -> None:
+        self.receive(iq(ALICE, ROOM, "<query xmlns='urn:example:nothing'/>"))
+        self.assertEqual(error_of(self.take_one()), ("cancel", "service-unavailable"))
+
+
+class SelfPingTests(ServiceTestCase):
+    def test_joined(self) -> None:
+        self.enter(ALICE, "alice")
+        self.receive(iq(ALICE, ROOM + "/alice", PING, id="p1"))
+        reply = self.take_one()
+        self.assertEqual(summary(reply), ("iq", ROOM + "/alice", ALICE, "result"))
+        self.assertEqual(reply["id"], "p1")
+
+    def test_not_joined(self) -> None:
+        self.enter(ALICE, "alice")
+        self.receive(iq(BOB, ROOM + "/bob", PING))
+        self.assertEqual(error_of(self.take_one()), ("cancel", "not-acceptable"))
+
+    def test_no_room(self) -> None:
+        self.receive(iq(BOB, ROOM + "/bob", PING))
+        self.assertEqual(error_of(self.take_one()), ("cancel", "not-acceptable"))
+
+    def test_ping_other_occupant_means_still_joined(self) -> None:
+        self.enter(ALICE, "alice")
+        self.enter(BOB, "bob")
+        self.receive(iq(BOB, ROOM + "/alice", PING))
+        self.assertEqual(error_of(self.take_one()), ("cancel", "feature-not-implemented"))
+        self.receive(iq(BOB, ROOM + "/ghost", PING))
+        self.assertEqual(error_of(self.take_one()), ("cancel", "item-not-found"))
+
+    def test_ping_room(self) -> None:
+        self.enter(ALICE, "alice")
+        self.receive(iq(BOB, ROOM, PING))
+        self.assertEqual(self.take_one()["type"], "result")
+
+
+REGISTER = (
+    "<query xmlns='jabber:iq:register'><x xmlns='jabber:x:data' type='submit'>"
+    "<field var='muc#register_roomnick'><value>bobby</value></field></x></query>"
+)
+
+
+class RegistrationTests(ServiceTestCase):
+    def test_not_gated_by_default(self) -> None:
+        self.enter(ALICE, "alice")
+        self.receive(iq(BOB, ROOM, REGISTER, type="set"))
+        self.assertEqual(error_of(self.take_one()), ("cancel", "feature-not-implemented"))
+        self.assertEqual(len(self.auth.requests), 1)
+
+
+class GatedRegistrationTests(ServiceTestCase):
+    service_options = {"authorize_registration": True}
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.enter(ALICE, "alice")
+        self.receive(iq(BOB, ROOM, REGISTER, type="set", id="r1"))
+
+    def test_asks_the_gate(self) -> None:
+        request = self.auth.requests[-1]
+        self.assertEqual(
+            (request.action, request.nick, request.user, request.stanza_id),
+            ("register", "bobby", JID(BOB), "r1"),
+        )
+        self.assertEqual(self.take(), [])
+
+    def test_allowed_is_still_not_implemented(self) -> None:
+        self.auth.allow()
+        reply = self.take_one()
+        self.assertEqual(
+            (reply["id"], error_of(reply)), ("r1", ("cancel", "feature-not-implemented"))
+        )
+
+    def test_denied_gets_deny_condition(self) -> None:
+        self.auth.deny()
+        self.assertEqual(error_of(self.take_one()), ("cancel", "forbidden"))
+
+    def test_unknown_room(self) -> None:
+        self.receive(iq(BOB, "nowhere@" + SERVICE, REGISTER, type="set"))
+        self.assertEqual(error_of(self.take_one()), ("cancel", "item-not-found"))
