@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.internet.interfaces import IConnector
 from twisted.logger import Logger
@@ -174,6 +175,11 @@ class ComponentLink(Component):
 
     def stopService(self) -> defer.Deferred[None]:
         closed = self._closed
+        if getattr(self, "_connection", None) is None:
+            # Never started: Wokkel's stopService would trip over the missing connector.
+            Service.stopService(self)
+            self.factory.stopTrying()
+            return defer.succeed(None)
         super().stopService()
         if closed is None:
             return defer.succeed(None)

@@ -1,0 +1,161 @@
+"""``twistd mucauth``: the command-line options and the service tree built from tap.conf.
+
+The tree is one :class:`MucauthService` named ``mucauth`` holding the component link; the MUC
+service rides on the link as a stream handler and asks the gate (scope, cache, single-flight,
+HTTP) before every join. Nothing here decides anything: it only wires settings into parts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.service import IService, MultiService
+from twisted.internet import task
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import ILogObserver, Logger
+from twisted.python import usage
+from twisted.python.components import Componentized
+from twisted.python.failure import Failure
+
+from mucauth import __version__
+from mucauth.authorize.gate import Gate, build_authorizer
+from mucauth.authorize.http import redact_url
+from mucauth.config import ConfigError, load_settings
+from mucauth.link import ComponentLink
+from mucauth.log_setup import make_log_observer, twistd_observer
+from mucauth.muc.service import MUCService
+from mucauth.settings import Settings
+
+__all__ = ["SHUTDOWN_GRACE", "MucauthService", "Options", "makeService", "make_service"]
+
+# Seconds between telling occupants the service is going away (status 332) and closing the link:
+# enough for those presences to leave the transport's buffer on a loaded link.
+SHUTDOWN_GRACE = 0.3
+
+
+class Options(usage.Options):
+    synopsis = "[--config FILE]"
+    longdesc = (
+        "An XEP-0045 Multi-User Chat service, run as an XEP-0114 external component, that lets"
+        " users into a room only when an HTTP service says yes. Every setting lives in the"
+        " configuration file; see README.rst for each key."
+    )
+    optParameters = [["config", "c", "tap.conf", "The configuration file (INI)."]]
+
+    def postOptions(self) -> None:
+        # twistd prints a UsageError as one line and exits with status 1, without a traceback.
+        # The file name is passed as typed so the message names it the same way.
+        try:
+            self["settings"] = load_settings(self["config"])
+        except ConfigError as e:
+            raise usage.UsageError(str(e)) from e
+
+
+class MucauthService(MultiService):
+    """The whole of mucauth as one Twisted service.
+
+    Stopping it first tells occupants the rooms are going away, gives those stanzas a moment to
+    leave, then closes the component link and the HTTP connection pool; the Deferred it returns
+    makes twistd wait for all of that before the reactor stops.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        settings: Settings,
+        link: ComponentLink,
+        muc: MUCService,
+        gate: Gate,
+        *,
+        clock: IReactorTime,
+        log_observer: ILogObserver | None = None,
+        shutdown_grace: float = SHUTDOWN_GRACE,
+    ) -> None:
+        super().__init__()
+        self.setName("mucauth")
+        self.settings = settings
+        self.link = link
+        self.muc = muc
+        self.gate = gate
+        self.log_observer = log_observer
+        self._clock = clock
+        self._shutdown_grace = shutdown_grace
+        link.setName("component")
+        link.setServiceParent(self)
+
+    def setServiceParent(self, parent: Any) -> None:
+        # twistd logs through the application's ILogObserver component when one is set; this is
+        # the only moment a plugin's service can reach the application before logging starts.
+        if (
+            self.log_observer is not None
+            and isinstance(parent, Componentized)
+            and parent.getComponent(ILogObserver, None) is None
+        ):
+            parent.setComponent(ILogObserver, self.log_observer)
+        super().setServiceParent(parent)
+
+    def startService(self) -> None:
+        component = self.settings.component
+        self.log.info(
+            "mucauth {version}: serving {jid} through {host}:{port},"
+            " asking {url} before every join",
+            version=__version__,
+            jid=component.jid.full(),
+            host=component.host,
+            port=component.port,
+            url=redact_url(self.settings.http_auth.url),
+        )
+        super().startService()
+
+    def stopService(self) -> Deferred[None]:
+        try:
+            self.muc.shutdown()
+        except Exception:
+            self.log.failure("telling occupants about the shutdown failed")
+        stopped = task.deferLater(self._clock, self._shutdown_grace, lambda: None)
+        stopped.addCallback(lambda _: super(MucauthService, self).stopService())
+        stopped.addErrback(self._log_failure, "stopping the component link failed")
+        stopped.addCallback(lambda _: maybeDeferred(self.gate.close))
+        stopped.addErrback(self._log_failure, "closing the HTTP connection pool failed")
+        return stopped
+
+    def _log_failure(self, failure: Failure, why: str) -> None:
+        self.log.failure(why, failure)
+
+
+def make_service(
+    settings: Settings,
+    *,
+    reactor: Any = None,
+    log_observer: ILogObserver | None = None,
+) -> MucauthService:
+    """Build mucauth from ``settings``: for twistd (via :func:`makeService`) and for embedding."""
+    if reactor is None:
+        from twisted.internet import reactor as default_reactor
+
+        reactor = default_reactor
+    gate = build_authorizer(settings.http_auth, reactor)
+    auth = settings.http_auth
+    muc = MUCService(
+        gate,
+        settings.muc,
+        deny_condition=auth.deny_condition,
+        failure_condition=auth.failure_condition,
+        show_reason=auth.show_reason,
+        authorize_registration=auth.authorize_registration,
+        clock=reactor,
+    )
+    link = ComponentLink(settings.component)
+    muc.setHandlerParent(link)
+    return MucauthService(settings, link, muc, gate, clock=reactor, log_observer=log_observer)
+
+
+def makeService(options: Options) -> IService:
+    """twistd's entry point: the settings were loaded and checked in ``Options.postOptions``."""
+    settings: Settings = options["settings"]
+    twistd_options = getattr(options, "parent", None)
+    default = twistd_observer(twistd_options) if twistd_options is not None else None
+    observer = make_log_observer(settings.log, default) if default is not None else None
+    return make_service(settings, log_observer=observer)

@@ -1,0 +1,300 @@
+"""twistd mucauth: options, the service tree, shutdown order, log settings, and the real command."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from twisted.application.service import Application, IService
+from twisted.internet import task
+from twisted.internet.defer import succeed
+from twisted.logger import ILogObserver, LogLevel
+from twisted.python import usage
+from twisted.trial.unittest import SynchronousTestCase
+from wokkel.component import Component
+
+from mucauth.authorize.gate import Gate
+from mucauth.config import load_settings
+from mucauth.link import ComponentLink
+from mucauth.log_setup import make_log_observer
+from mucauth.muc.service import MUCService
+from mucauth.settings import ErrorCondition, LogSettings, Settings
+from mucauth.tap import SHUTDOWN_GRACE, MucauthService, Options, make_service, makeService
+from tests.support.prosody import ProsodyServer
+
+TWISTD = str(Path(sys.executable).parent / "twistd")
+SECRET = "tap-S3CRET-never-shown"
+
+CONFIG = f"""\
+[component]
+jid = rooms.localhost
+port = {{port}}
+secret = {SECRET}
+reconnect_max_delay = 7
+
+[muc_http_auth]
+url = http://127.0.0.1:1/muc/join
+deny_condition = auth/not-authorized
+show_reason = true
+cache_ttl = 2
+
+[muc]
+history_size = 3
+"""
+
+
+def temp_dir(test: SynchronousTestCase) -> Path:
+    path = Path(tempfile.mkdtemp(prefix="mucauth-tap-"))
+    test.addCleanup(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
+def write_config(test: SynchronousTestCase, text: str, name: str = "tap.conf") -> Path:
+    path = temp_dir(test) / name
+    path.write_text(text)
+    return path
+
+
+def settings(test: SynchronousTestCase, port: int = 5347) -> Settings:
+    return load_settings(str(write_config(test, CONFIG.format(port=port))))
+
+
+class OptionsTests(SynchronousTestCase):
+    def test_loads_the_named_file(self) -> None:
+        path = write_config(self, CONFIG.format(port=5347))
+        options = Options()
+        options.parseOptions(["--config", str(path)])
+        self.assertEqual(options["settings"].component.port, 5347)
+        options = Options()
+        options.parseOptions(["-c", str(path)])
+        self.assertEqual(options["settings"].http_auth.cache_ttl, 2.0)
+
+    def test_default_file_is_tap_conf(self) -> None:
+        self.assertEqual(Options()["config"], "tap.conf")
+
+    def test_config_error_is_a_usage_error_with_the_same_line(self) -> None:
+        path = write_config(self, CONFIG.format(port="x"))
+        with self.assertRaises(usage.UsageError) as caught:
+            Options().parseOptions(["--config", str(path)])
+        self.assertEqual(str(caught.exception), f"{path}: [component] port: not an integer: 'x'")
+
+
+class ServiceTreeTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = task.Clock()
+        self.service = make_service(settings(self), reactor=self.clock)
+
+    def test_top_service(self) -> None:
+        self.assertIsInstance(self.service, MucauthService)
+        self.assertTrue(IService.providedBy(self.service))
+        self.assertEqual(self.service.name, "mucauth")
+
+    def test_component_link(self) -> None:
+        link = self.service.getServiceNamed("component")
+        self.assertIsInstance(link, ComponentLink)
+        self.assertIsInstance(link, Component)
+        self.assertEqual((link.host, link.port), ("127.0.0.1", 5347))
+        self.assertEqual(link.factory.maxDelay, 7)
+        self.assertEqual(link.factory.authenticator.otherHost, "rooms.localhost")
+        self.assertEqual(link.factory.authenticator.password, SECRET)
+
+    def test_muc_service_is_a_handler_on_the_link(self) -> None:
+        muc = self.service.muc
+        self.assertIsInstance(muc, MUCService)
+        self.assertIn(muc, list(self.service.link))
+        self.assertEqual(muc.settings.history_size, 3)
+        self.assertEqual(muc.deny_condition, ErrorCondition("auth", "not-authorized"))
+        self.assertEqual(muc.failure_condition, ErrorCondition("wait", "service-unavailable"))
+        self.assertTrue(muc.show_reason)
+        self.assertFalse(muc.authorize_registration)
+
+    def test_gate(self) -> None:
+        self.assertIsInstance(self.service.gate, Gate)
+        self.assertIs(self.service.muc._authorizer, self.service.gate)
+        self.assertIsNotNone(self.service.gate.cache)
+
+    def test_makeService_from_options(self) -> None:
+        options = Options()
+        options.parseOptions(["--config", str(write_config(self, CONFIG.format(port=5347)))])
+        service = makeService(options)
+        self.assertIsInstance(service, MucauthService)
+        self.assertEqual(service.name, "mucauth")
+
+
+class ShutdownTests(SynchronousTestCase):
+    def test_occupants_are_told_then_the_link_and_pool_close(self) -> None:
+        clock = task.Clock()
+        service = make_service(settings(self), reactor=clock)
+        calls: list[str] = []
+        self.patch(service.muc, "shutdown", lambda: calls.append("muc.shutdown"))
+        self.patch(service.link, "stopService", lambda: calls.append("link.stop") or succeed(None))
+        self.patch(service.gate, "close", lambda: calls.append("gate.close") or succeed(None))
+        service.running = 1
+        service.link.running = 1
+        stopped = service.stopService()
+        self.assertEqual(calls, ["muc.shutdown"])
+        self.assertNoResult(stopped)
+        # The 332 presences get a moment to leave before the link closes.
+        clock.advance(SHUTDOWN_GRACE)
+        self.successResultOf(stopped)
+        self.assertEqual(calls, ["muc.shutdown", "link.stop", "gate.close"])
+
+    def test_a_failing_step_does_not_block_the_rest(self) -> None:
+        clock = task.Clock()
+        service = make_service(settings(self), reactor=clock)
+        closed: list[bool] = []
+
+        def broken() -> None:
+            raise RuntimeError("boom")
+
+        self.patch(service.muc, "shutdown", broken)
+        self.patch(service.gate, "close", lambda: closed.append(True) or succeed(None))
+        stopped = service.stopService()
+        clock.advance(SHUTDOWN_GRACE)
+        self.successResultOf(stopped)
+        self.assertEqual(closed, [True])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+
+class LogSetupTests(SynchronousTestCase):
+    def observe(self, settings: LogSettings) -> tuple[Any, list[dict[str, Any]]]:
+        seen: list[dict[str, Any]] = []
+        return make_log_observer(settings, seen.append), seen
+
+    def event(self, level: LogLevel) -> dict[str, Any]:
+        return {"log_level": level, "log_format": "x", "log_namespace": "test"}
+
+    def test_level_filters(self) -> None:
+        observer, seen = self.observe(LogSettings(level="warn"))
+        for level in (LogLevel.debug, LogLevel.info, LogLevel.warn, LogLevel.error):
+            observer(self.event(level))
+        self.assertEqual([e["log_level"] for e in seen], [LogLevel.warn, LogLevel.error])
+
+    def test_debug_shows_everything(self) -> None:
+        observer, seen = self.observe(LogSettings(level="debug"))
+        observer(self.event(LogLevel.debug))
+        self.assertEqual(len(seen), 1)
+
+    def test_json_goes_to_stdout_one_object_per_line(self) -> None:
+        import io
+        import json
+
+        out = io.StringIO()
+        self.patch(sys, "stdout", out)
+        observer, seen = self.observe(LogSettings(format="json"))
+        observer({**self.event(LogLevel.info), "log_format": "hello {who}", "who": "you"})
+        self.assertEqual(seen, [])
+        [line] = out.getvalue().splitlines()
+        self.assertEqual(json.loads(line)["who"], "you")
+
+    def test_observer_becomes_the_applications_log_observer(self) -> None:
+        # twistd asks the application for an ILogObserver component before it starts logging.
+        observer, _ = self.observe(LogSettings(level="error"))
+        service = make_service(settings(self), reactor=task.Clock(), log_observer=observer)
+        application = Application("mucauth")
+        service.setServiceParent(application)
+        self.assertIs(application.getComponent(ILogObserver), observer)
+
+    def test_an_explicit_observer_is_kept(self) -> None:
+        observer, _ = self.observe(LogSettings())
+        other, _ = self.observe(LogSettings())
+        application = Application("mucauth")
+        application.setComponent(ILogObserver, other)
+        service = make_service(settings(self), reactor=task.Clock(), log_observer=observer)
+        service.setServiceParent(application)
+        self.assertIs(application.getComponent(ILogObserver), other)
+
+
+def run_twistd(
+    config: Path, cwd: Path, *extra: str, timeout: float = 20
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [TWISTD, "-n", "--pidfile=", "mucauth", "--config", str(config), *extra],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+class TwistdCommandTests(SynchronousTestCase):
+    """The real ``twistd`` command, as an operator runs it."""
+
+    def test_config_error_exits_1_with_one_line_and_no_traceback(self) -> None:
+        directory = temp_dir(self)
+        (directory / "tap.conf").write_text(CONFIG.format(port=70000))
+        result = run_twistd(Path("tap.conf"), directory)
+        self.assertEqual(result.returncode, 1)
+        output = result.stdout + result.stderr
+        self.assertNotIn("Traceback", output)
+        self.assertNotIn(SECRET, output)
+        self.assertEqual(
+            result.stdout.splitlines()[-1],
+            f"{TWISTD} -n: tap.conf: [component] port: not a TCP port (1-65535): 70000",
+        )
+        self.assertFalse((directory / "twistd.pid").exists())
+
+    def test_missing_default_config(self) -> None:
+        directory = temp_dir(self)
+        result = subprocess.run(
+            [TWISTD, "-n", "--pidfile=", "mucauth"],
+            cwd=directory,
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+        self.assertEqual(result.returncode, 1)
+        self.assertEqual(
+            result.stdout.splitlines()[-1],
+            f"{TWISTD} -n: tap.conf: cannot read: No such file or directory",
+        )
+        self.assertNotIn("Traceback", result.stdout + result.stderr)
+
+    def test_runs_against_prosody_and_stops_cleanly(self) -> None:
+        directory = temp_dir(self)
+        prosody = ProsodyServer(directory / "prosody")
+        prosody.start()
+        self.addCleanup(prosody.stop)
+        config = directory / "tap.conf"
+        config.write_text(
+            CONFIG.format(port=prosody.component_port).replace(
+                f"secret = {SECRET}", f"secret = {prosody.component_secret}"
+            )
+        )
+        log_path = directory / "twistd.out"
+        with open(log_path, "w") as log_file:
+            process = subprocess.Popen(
+                [TWISTD, "-n", "--pidfile=", "mucauth", "--config", str(config)],
+                cwd=directory,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+        self.addCleanup(_kill, process)
+        deadline = time.monotonic() + 15
+        while "authenticated as rooms.localhost" not in log_path.read_text():
+            if time.monotonic() > deadline or process.poll() is not None:
+                self.fail("mucauth did not authenticate:\n" + log_path.read_text())
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=10)
+        output = log_path.read_text()
+        self.assertIn("Server Shut Down.", output)
+        self.assertNotIn("Traceback", output)
+        self.assertNotIn(prosody.component_secret, output)
+
+
+def _kill(process: subprocess.Popen[Any]) -> None:
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+if os.name != "posix":  # pragma: no cover
+    del TwistdCommandTests
