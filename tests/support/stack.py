@@ -56,7 +56,8 @@ class Stack:
 
     ``rules`` is the auth service's rules object; ``http_options`` are extra
     ``[muc_http_auth]`` keys; ``url_query`` is appended to the auth URL (``?tenant=x``);
-    ``auth_url`` replaces the auth service's URL entirely (e.g. a closed port).
+    ``auth_url`` replaces the auth service's URL entirely (e.g. a closed port); ``tls`` serves
+    the auth service over HTTPS with a self-signed certificate, which ``ca_file`` also trusts.
     """
 
     def __init__(
@@ -71,6 +72,7 @@ class Stack:
         auth_url: str | None = None,
         token: str | None = None,
         tls: bool = False,
+        ca_file: bool = False,
     ) -> None:
         self.name = name
         self.directory = Path(tempfile.mkdtemp(prefix=f"mucauth-e2e-{name}-"))
@@ -81,7 +83,8 @@ class Stack:
         self.url_query = url_query
         self.auth_url = auth_url
         self.token = token
-        self.tls = tls
+        self.tls = tls or ca_file
+        self.ca_file = ca_file  # trust the self-signed certificate through [muc_http_auth] ca_file
         self.prosody = ProsodyServer(self.directory / "prosody")
         self.auth: AuthService | None = None
         self.mucauth: MucauthProcess | None = None
@@ -109,6 +112,8 @@ class Stack:
         tls = None
         if self.tls:
             tls = self_signed_certificate(self.directory / "tls")
+            if self.ca_file:
+                self.http_options["ca_file"] = str(tls[0])
         self.auth = AuthService(
             self.directory / "auth", self.rules, token=self.token, tls=tls, test_answers=True
         )

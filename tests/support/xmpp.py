@@ -150,6 +150,12 @@ def _status_codes(presence: Presence) -> frozenset[int]:
     return frozenset(codes)
 
 
+def _subject(message: Message) -> str | None:
+    """The subject's text: "" for an empty <subject/>, None when there is no element."""
+    element = message.xml.find("{jabber:client}subject")
+    return None if element is None else element.text or ""
+
+
 def _presence(stanza: Presence) -> ReceivedPresence:
     kind = stanza["type"] or "available"
     if kind in ("chat", "away", "xa", "dnd"):  # slixmpp reports <show/> as the type
@@ -304,6 +310,11 @@ class XMPPClient:
 
     close = disconnect
 
+    @property
+    def closed(self) -> bool:
+        """True once the client's loop thread has stopped."""
+        return not self._thread.is_alive()
+
     def __enter__(self) -> XMPPClient:
         return self
 
@@ -362,8 +373,10 @@ class XMPPClient:
                 ok=True,
                 elapsed=elapsed,
                 status_codes=_status_codes(self_presence),
-                occupants=tuple(p["from"].resource for p in occupants),
-                subject=subject["subject"],
+                occupants=tuple(
+                    p["from"].resource for p in occupants if p["from"] != self_presence["from"]
+                ),
+                subject=_subject(subject),
                 history=tuple(m["body"] for m in history),
                 presences=seen,
             )
