@@ -49,7 +49,7 @@ from mucauth.authorize.base import (
 )
 from mucauth.settings import HTTPAuthSettings, Secret
 
-__all__ = ["MAX_BODY", "HTTPAuthorizer", "redact_url"]
+__all__ = ["MAX_BODY", "HTTPAuthorizer", "interpret", "redact_url"]
 
 MAX_BODY = 64 * 1024  # bytes; an authorization answer is a few dozen
 MAX_REASON = 1024  # characters kept from a service's "error" text
