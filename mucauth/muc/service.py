@@ -393,7 +393,7 @@ class MUCService(XMPPHandler):
         text: str | None,
     ) -> None:
         kind = stanza.getAttribute("type")
-        if kind == "error" or (stanza.name == "iq" and kind not in ("get", "set")):
+        if kind == "error" or (stanza.name == "iq" and kind == "result"):
             return  # never answer an error or a response
         if stanza.name == "presence" and kind == "unavailable":
             return  # the user is leaving: nothing to tell them
