@@ -101,6 +101,8 @@ class AuthProtocol(asyncio.Protocol):
         if target.path == "/stats":
             body = json.dumps({k: c.snapshot() for k, c in self.counters.items()}).encode()
             self.answer(response("200 OK", body, keep_alive=False))
+            if self.transport is not None:
+                self.transport.close()  # after the buffered answer is written
             return
         mine = self.mine
         mine.requests += 1

@@ -57,6 +57,27 @@ COMPONENT_TLS = "rooms-tls.localhost"
 PASSWORD = "bench-pw"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MODES = ("distinct", "shared", "slow", "big", "https", "rss")
+QUICK_MODES = "distinct,slow,big"
+FULL_DEFAULTS = {
+    "modes": ",".join(MODES),
+    "duration": 3.0,
+    "warmup": 1.0,
+    "repeats": 3,
+    "big_rounds": 20,
+    "rss_cycles": 20000,
+    "occupants": 200,
+}
+QUICK_DEFAULTS = {
+    "modes": QUICK_MODES,
+    "duration": 2.0,
+    "warmup": 0.5,
+    "repeats": 1,
+    "big_rounds": 5,
+    "rss_cycles": 5000,
+    "occupants": 100,
+}
+# Modes measured once, not per repeat: long, and their figures are not rates.
+ONCE = ("big", "rss")
 TARGETS = ("prosody", "mucauth")
 # Which target serves each mode: the slow and HTTPS modes only make sense with a gate.
 MODE_TARGETS = {
@@ -77,6 +98,18 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def machine_busy_seconds() -> float:
+    """CPU time the whole machine spent busy (all cores), from the first line of /proc/stat.
+
+    Compared with the CPU of our own processes it shows how much other work shared the host
+    during a measurement: the figures of a run with a large "other" share are not worth much.
+    """
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
 
 
 def memory_kib(pid: int) -> dict[str, int]:
@@ -258,6 +291,7 @@ class Snapshot:
     def __init__(self, pids: dict[str, int]) -> None:
         self.at = now()
         self.cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        self.machine = machine_busy_seconds()
 
 
 async def measured_loops(
@@ -271,7 +305,7 @@ async def measured_loops(
     window = Window()
     pids = bench.pids(target)
     connections = bench.load + bench.probes
-    with Watchdog(connections, args.timeout) as watchdog:
+    with Watchdog(connections, args.timeout):
         tasks = [asyncio.ensure_future(loop) for loop in loops(window)]
         try:
             await asyncio.sleep(args.warmup)
@@ -296,11 +330,15 @@ async def measured_loops(
         "p95": percentile(main.latencies, 0.95) * 1000,
         "p99": percentile(main.latencies, 0.99) * 1000,
         "refused": sum(r.refused for r in results),
-        "timeouts": sum(r.timeouts for r in results) + watchdog.expired * 0,
+        "timeouts": sum(r.timeouts for r in results),
         "errors": sum(r.errors for r in results),
     }
+    ours = 0.0
     for name in pids:
-        figures[f"cpu:{name}"] = (after.cpu[name] - before.cpu[name]) * 1000 / max(joins, 1)
+        used = after.cpu[name] - before.cpu[name]
+        ours += used
+        figures[f"cpu:{name}"] = used * 1000 / max(joins, 1)
+    figures["other %"] = max(0.0, after.machine - before.machine - ours) * 100 / seconds
     if stats0 is not None and stats1 is not None:
         figures["http/join"] = (stats1["requests"] - stats0["requests"]) / max(joins, 1)
         figures["conns/1000"] = stats1["used"] * 1000 / max(joins, 1)
@@ -608,6 +646,7 @@ JOIN_COLUMNS = [
     ("cpu:client", "client ms/j", 2),
     ("hwm:prosody", "prosody MB", 0),
     ("hwm:component", "comp MB", 0),
+    ("other %", "other %", 0),
 ]
 
 
@@ -653,7 +692,7 @@ def report(
     big = [(t, f) for (m, t), f in med.items() if m == "big"]
     if big:
         print()
-        print(f"big room: {args.occupants} occupants, {args.big_rounds} rounds")
+        print(f"big room: {args.occupants} occupants, {args.big_rounds} rounds, one run")
         keys = [
             "occupants",
             "fill s",
@@ -732,27 +771,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Benchmark MUC joins: mucauth against Prosody's built-in MUC.",
     )
     parser.add_argument("--targets", default=",".join(TARGETS), help="comma list of %(default)s")
-    parser.add_argument("--modes", default=",".join(MODES), help="comma list of %(default)s")
+    parser.add_argument("--modes", help=f"comma list of {','.join(MODES)} (quick: {QUICK_MODES})")
     parser.add_argument("--quick", action="store_true", help="one short repeat (~30 s)")
     parser.add_argument("--clients", type=int, default=50, help="concurrent joiners")
-    parser.add_argument("--duration", type=float, default=4.0, help="measured seconds per run")
-    parser.add_argument("--warmup", type=float, default=1.5, help="unmeasured seconds first")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--duration", type=float, help="measured seconds per run (3; quick 2)")
+    parser.add_argument("--warmup", type=float, help="unmeasured seconds first (1; quick 0.5)")
+    parser.add_argument("--repeats", type=int, help="runs per mode and target (3; quick 1)")
     parser.add_argument("--shared-rooms", type=int, default=10)
     parser.add_argument("--probes", type=int, default=5, help="users joining a slow room")
     parser.add_argument("--slow-auth", type=float, default=0.2, help="seconds for slow rooms")
-    parser.add_argument("--occupants", type=int, default=200)
-    parser.add_argument("--big-rounds", type=int, default=20)
-    parser.add_argument("--rss-cycles", type=int, default=20000)
+    parser.add_argument("--occupants", type=int, help="big room size (200; quick 100)")
+    parser.add_argument("--big-rounds", type=int, help="joins and messages (20; quick 5)")
+    parser.add_argument("--rss-cycles", type=int, help="rss mode cycles (20000; quick 5000)")
     parser.add_argument("--pool-size", type=int, default=10, help="mucauth's HTTP pool")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per awaited stanza")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, configs)")
     args = parser.parse_args(argv)
-    if args.quick:
-        args.repeats, args.duration, args.warmup = 1, 2.0, 0.5
-        args.big_rounds, args.rss_cycles = 5, 5000
-        if args.modes == ",".join(MODES):
-            args.modes = "distinct,big,slow"
+    defaults = QUICK_DEFAULTS if args.quick else FULL_DEFAULTS
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     args.targets = [t for t in args.targets.split(",") if t]
     args.modes = [m for m in args.modes.split(",") if m]
     for t in args.targets:
@@ -780,8 +818,8 @@ async def run(args: argparse.Namespace, bench_dir: Path, children: Children) -> 
     results: dict[tuple[str, str], list[dict[str, float]]] = {}
     for repeat in range(args.repeats):
         for mode in args.modes:
-            if mode == "rss" and repeat > 0:
-                continue  # long and not noisy in the same way: once is enough
+            if mode in ONCE and repeat > 0:
+                continue
             for name in MODE_TARGETS[mode]:
                 base = name.split("-")[0]
                 if base not in args.targets or name not in bench.targets:
