@@ -247,6 +247,7 @@ class MUCService(XMPPHandler):
                             show_jid=True,
                             unavailable=True,
                             statuses=(stanzas.SELF_PRESENCE, stanzas.REMOVED_SHUTDOWN),
+                            real_jid=session,
                         )
                     )
         self._rooms.clear()

@@ -131,8 +131,12 @@ def error_text(stanza: domish.Element) -> str | None:
 
 def summary(stanza: domish.Element) -> tuple[str, str, str, Any]:
     """(kind, from, to, type) for asserting sequences."""
-    return (stanza.name, stanza.getAttribute("from"), stanza.getAttribute("to"),
-            stanza.getAttribute("type"))  # fmt: skip
+    return (
+        stanza.name,
+        stanza.getAttribute("from"),
+        stanza.getAttribute("to"),
+        stanza.getAttribute("type"),
+    )
 
 
 class ServiceTestCase(SynchronousTestCase):
@@ -143,13 +147,16 @@ class ServiceTestCase(SynchronousTestCase):
         self.clock = Clock()
         self.clock.advance(START)
         self.auth = ManualAuthorizer()
-        self.service = MUCService(
-            self.auth, self.settings, clock=self.clock, **self.service_options
+        self.use_service(
+            MUCService(self.auth, self.settings, clock=self.clock, **self.service_options)
         )
-        self.manager = TestableStreamManager()
-        self.service.setHandlerParent(self.manager)
         self.sent: list[domish.Element] = []
         self.addCleanup(self.check_every_stanza_has_from)
+
+    def use_service(self, service: MUCService) -> None:
+        self.service = service
+        self.manager = TestableStreamManager()
+        service.setHandlerParent(self.manager)
 
     def check_every_stanza_has_from(self) -> None:
         self.take()

@@ -6,8 +6,8 @@ from twisted.internet.defer import fail
 from twisted.logger import Logger
 from twisted.words.protocols.jabber.jid import JID
 
-from mucauth.authorize.base import Decision
-from mucauth.muc.service import DENY_TEXT, FAILURE_TEXT
+from mucauth.authorize.base import Decision, StaticAuthorizer
+from mucauth.muc.service import DENY_TEXT, FAILURE_TEXT, MUCService
 from mucauth.settings import ErrorCondition, MUCSettings
 from tests.muc.support import (
     ALICE,
@@ -119,6 +119,18 @@ class AllowedJoinTests(ServiceTestCase):
         reply = self.take_one()
         self.assertEqual((reply["id"], reply["type"]), ("j2", "error"))
         self.assertEqual(error_of(reply), ("cancel", "conflict"))
+
+
+class SynchronousAuthorizerTests(ServiceTestCase):
+    def test_static_authorizer_answers_at_once(self) -> None:
+        self.use_service(MUCService(StaticAuthorizer(frozenset({"alice@example.org"}))))
+        self.join(ALICE, "alice")
+        self.assertEqual(codes(self.take()[0]), {110, 201})
+        self.join(ALICE2, "alice")
+        self.assertEqual(codes(self.take()[1]), {110})
+        self.join(BOB, "bob")
+        self.assertEqual(error_of(self.take_one()), ("cancel", "forbidden"))
+        self.assertEqual(self.service.pending_checks, 0)
 
 
 class NonAnonymousTests(ServiceTestCase):

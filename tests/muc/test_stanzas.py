@@ -105,9 +105,14 @@ class OccupantPresenceTests(SynchronousTestCase):
 
     def test_nick_change_item(self) -> None:
         p = stanzas.occupant_presence(
-            self.room, self.alice, BOB, show_jid=False, unavailable=True, new_nick="al",
+            self.room,
+            self.alice,
+            BOB,
+            show_jid=False,
+            unavailable=True,
+            new_nick="al",
             statuses=[303],
-        )  # fmt: skip
+        )
         self.assertEqual(p.x.item["nick"], "al")  # type: ignore[attr-defined]
         self.assertEqual(p.x.item["role"], "moderator")  # type: ignore[attr-defined]
 
