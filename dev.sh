@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 VENV=${MUCAUTH_VENV:-.venv}
-APT_PACKAGES="prosody python3-venv"
+APT_PACKAGES="prosody ejabberd python3-venv"
 
 as_root() {
     if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
