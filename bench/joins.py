@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 from _prosody import BUILTIN_MUC, COMPONENT, BenchProsody, stop_process_group  # noqa: E402
 from loadclient import (  # noqa: E402
     Connection,
+    JoinRefusedError,
     LoopResult,
     Watchdog,
     Window,
@@ -501,6 +502,28 @@ async def wait_for_component(probe: Connection, service: str, process: Process) 
     raise RuntimeError(f"{process.name} did not connect to Prosody in 20 s:\n{process.log_tail()}")
 
 
+async def check_gate(probe: Connection, service: str) -> None:
+    """One refused and one admitted join before measuring anything.
+
+    Figures from a mucauth that admits everyone (a gate switched off by configuration, say)
+    would look fast and mean nothing, so that is an error, not a footnote.
+    """
+    denied = f"deny-check@{service}/probe"
+    try:
+        await asyncio.wait_for(probe.join(denied), 10)
+    except JoinRefusedError:
+        pass
+    else:
+        await probe.leave(denied)
+        raise RuntimeError(f"{service} admitted a join its authorization service refused")
+    allowed = f"allow-check@{service}/probe"
+    try:
+        await asyncio.wait_for(probe.join(allowed), 10)
+    except JoinRefusedError as e:
+        raise RuntimeError(f"{service} refused a join the service allowed: {e}") from None
+    await asyncio.wait_for(probe.leave(allowed), 10)
+
+
 async def start_mucauth(
     bench_dir: Path,
     children: Children,
@@ -527,6 +550,7 @@ async def start_mucauth(
     probe = await connect("127.0.0.1", prosody.c2s_port, "probe", PASSWORD)
     try:
         await wait_for_component(probe, service, process)
+        await check_gate(probe, service)
     finally:
         probe.close()
     return process
