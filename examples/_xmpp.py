@@ -1,10 +1,11 @@
-"""Real XMPP clients (slixmpp) that a plain synchronous test method can drive.
+"""Real XMPP clients (slixmpp) that plain synchronous code can drive: the demo's scripted
+session and the end-to-end tests (through ``tests/support/xmpp.py``).
 
-slixmpp is asyncio; our tests are synchronous trial/unittest methods that also start and stop
-subprocesses. Each ``XMPPClient`` therefore runs its own asyncio loop in a background thread and
+slixmpp is asyncio; the demo and the tests are synchronous and also start and stop
+subprocesses. Each ``XMPPClient`` therefore runs its own asyncio loop in a background thread;
 every public method submits a coroutine to it and waits for the result with a timeout, so a
-missing answer fails the test with a message instead of hanging it. ``disconnect()`` stops the
-loop and joins the thread: no client outlives its test (``live_client_threads()`` checks).
+missing answer raises with a message instead of hanging. ``disconnect()`` stops the loop and
+joins the thread: no client outlives its user (``live_client_threads()`` checks).
 
 Everything the server sends (presences, messages) is kept in an inbox, so a test can wait for a
 stanza that may already have arrived.
