@@ -27,21 +27,19 @@ from twisted.words.xish import domish
 from wokkel import data_form
 from wokkel.disco import NS_DISCO_INFO, NS_DISCO_ITEMS, DiscoInfo, DiscoItems
 from wokkel.iwokkel import IDisco
-from wokkel.muc import NS_MUC, NS_MUC_ADMIN, NS_MUC_OWNER, NS_REGISTER
+from wokkel.muc import NS_MUC_ADMIN, NS_MUC_OWNER, NS_REGISTER
 from wokkel.ping import NS_PING
 from wokkel.subprotocols import XMPPHandler
 from zope.interface import implementer
 
 from mucauth.authorize.base import Decision, IJoinAuthorizer, JoinRequest
 from mucauth.muc import errors, info, stanzas
+from mucauth.muc.incoming import Address, child, child_ns, history_options, parse_address
 from mucauth.muc.room import (
     HistoryEntry,
-    HistoryOptions,
     Occupant,
     Room,
     RoomConfig,
-    prepare_nick,
-    prepare_room_name,
 )
 from mucauth.settings import ErrorCondition, MUCSettings
 
@@ -66,56 +64,11 @@ _SESSION_GONE = frozenset(
     }
 )
 
-_MAX_HISTORY_NUMBER = 10**9  # larger values in <history/> mean "no limit"
-
-
-@dataclass(frozen=True)
-class _Address:
-    """The ``to`` of a stanza, split into what the service can act on.
-
-    ``room`` and ``nick`` are prepped. ``error`` says why the room or nick part is unusable; it is
-    raised only by the handlers that need that part (a leave to a bad nick still leaves).
-    """
-
-    service: JID
-    room: JID | None = None
-    nick: str | None = None
-    nick_changed: bool = False  # stringprep changed what the user wrote: status 210
-    error: errors.MUCError | None = None
-    has_resource: bool = False
-
-    @property
-    def reply_from(self) -> str:
-        """A valid address of ours to answer from: the most specific part that parsed."""
-        if self.room is None:
-            return self.service.full()
-        if self.nick is None:
-            return self.room.full()
-        return JID(tuple=(self.room.user, self.room.host, self.nick)).full()
-
-    @property
-    def is_service(self) -> bool:
-        return self.room is None and self.error is None
-
-    @property
-    def is_room(self) -> bool:
-        return self.room is not None and not self.has_resource
-
-    def require_room(self) -> JID:
-        if self.room is None:
-            raise self.error or errors.BadRoomName("A room name is required")
-        return self.room
-
-    def require_nick(self) -> str:
-        if self.nick is None:
-            raise self.error or errors.BadNick("A nickname is required")
-        return self.nick
-
 
 @dataclass
 class _Context:
     sender: JID
-    address: _Address
+    address: Address
 
 
 @dataclass
@@ -141,42 +94,6 @@ class _Stored:
 
     children: list[domish.Element]
     stanza_id: str | None
-
-
-def _history_number(value: str | None) -> int | None:
-    """A ``<history/>`` count, or None for absent or malformed (ignored, not refused)."""
-    if value is None or not value.isascii() or not value.isdigit() or len(value) > 12:
-        return None
-    return min(int(value), _MAX_HISTORY_NUMBER)
-
-
-def _history_since(value: str | None) -> datetime | None:
-    if not value or len(value) > 64:
-        return None
-    try:
-        stamp = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=UTC)
-
-
-def history_options(presence: domish.Element) -> HistoryOptions:
-    for x in presence.elements(NS_MUC, "x"):
-        for history in x.elements(NS_MUC, "history"):
-            return HistoryOptions(
-                max_stanzas=_history_number(history.getAttribute("maxstanzas")),
-                max_chars=_history_number(history.getAttribute("maxchars")),
-                seconds=_history_number(history.getAttribute("seconds")),
-                since=_history_since(history.getAttribute("since")),
-            )
-    return HistoryOptions()
-
-
-def _child(stanza: domish.Element, name: str) -> domish.Element | None:
-    for element in stanza.elements():
-        if element.name == name and element.uri == stanza.uri:
-            return element
-    return None
 
 
 @implementer(IDisco)
@@ -352,35 +269,13 @@ class MUCService(XMPPHandler):
         except InvalidFormat:
             self.log.warn("dropping {stanza_kind}: bad from", stanza_kind=stanza.name)
             return None
-        address = self._address(raw_to)
+        address = parse_address(raw_to, self.settings)
         if address is None:
             self.log.warn("dropping {stanza_kind}: bad to domain", stanza_kind=stanza.name)
             return None
         if self._service_jid is None:
             self._service_jid = address.service
         return _Context(sender, address)
-
-    def _address(self, raw: str) -> _Address | None:
-        bare, slash, resource = raw.partition("/")
-        node, at, host = bare.rpartition("@")
-        try:
-            service = JID(tuple=(None, host, None))
-        except InvalidFormat:
-            return None
-        if not at:
-            return _Address(service, has_resource=bool(slash))
-        try:
-            name = prepare_room_name(node, self.settings.max_room_name_length)
-        except errors.MUCError as e:
-            return _Address(service, error=e, has_resource=bool(slash))
-        room = JID(tuple=(name, service.host, None))
-        if not resource:
-            return _Address(service, room)
-        try:
-            nick = prepare_nick(resource, self.settings.max_nick_length)
-        except errors.MUCError as e:
-            return _Address(service, room, error=e, has_resource=True)
-        return _Address(service, room, nick, nick_changed=nick != resource, has_resource=True)
 
     def _refuse(self, stanza: domish.Element, context: _Context, error: errors.MUCError) -> None:
         """Answer ``stanza`` with the error ``error`` maps to, unless it must not be answered."""
@@ -667,7 +562,7 @@ class MUCService(XMPPHandler):
         room = self._rooms.get(room_jid) if room_jid is not None else None
         if room is None or room.occupant_for(context.sender) is None:
             return
-        error = _child(stanza, "error")
+        error = child(stanza, "error")
         condition = error.firstChildElement() if error is not None else None
         if condition is None or condition.name not in _SESSION_GONE:
             return
@@ -819,8 +714,8 @@ class MUCService(XMPPHandler):
         assert room is not None
         children = stanzas.client_children(message)
         stanza_id = message.getAttribute("id")
-        subject = _child(message, "subject")
-        body = _child(message, "body")
+        subject = child(message, "subject")
+        body = child(message, "body")
         if subject is not None and body is None:
             room.set_subject(context.sender, str(subject))
         sizes: list[int] = []
@@ -933,9 +828,9 @@ class MUCService(XMPPHandler):
             query = domish.Element((NS_MUC_OWNER, "query"))
             query.addChild(info.config_form(room).toElement())
             return query
-        if _child_ns(payload, NS_MUC_OWNER, "destroy") is not None:
+        if child_ns(payload, NS_MUC_OWNER, "destroy") is not None:
             raise errors.NotSupported("Destroying rooms is not supported")
-        form_element = _child_ns(payload, data_form.NS_X_DATA, "x")
+        form_element = child_ns(payload, data_form.NS_X_DATA, "x")
         if form_element is None:
             raise errors.BadRequest("Expected a data form")
         form = data_form.Form.fromElement(form_element)
@@ -955,7 +850,7 @@ class MUCService(XMPPHandler):
             raise errors.RoomNotFound("No such room")
         nick = ""
         payload = iq.firstChildElement()
-        form_element = _child_ns(payload, data_form.NS_X_DATA, "x")
+        form_element = child_ns(payload, data_form.NS_X_DATA, "x")
         if form_element is not None:
             form = data_form.Form.fromElement(form_element)
             field_ = form.fields.get("muc#register_roomnick")
@@ -991,11 +886,3 @@ class MUCService(XMPPHandler):
                 raise errors.NoSuchOccupant("No occupant with that nickname")
             raise errors.NotSupported("Pings to other occupants are not relayed")
         raise errors.NotSupported("Queries to occupants are not relayed")
-
-
-def _child_ns(element: domish.Element | None, uri: str, name: str) -> domish.Element | None:
-    if element is None:
-        return None
-    for child in element.elements(uri, name):
-        return child
-    return None
