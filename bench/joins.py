@@ -639,7 +639,7 @@ async def set_up(args: argparse.Namespace, bench_dir: Path, children: Children) 
 def fmt(value: float | None, digits: int = 1) -> str:
     if value is None or value != value:  # NaN: no samples
         return "-"
-    if abs(value) >= 100:
+    if abs(value) >= 100 or float(value).is_integer():
         return f"{value:.0f}"
     return f"{value:.{digits}f}"
 
@@ -773,6 +773,25 @@ def report(
         print(summary_line("mucauth", ours))
 
 
+def write_json(
+    path: Path, results: dict[tuple[str, str], list[dict[str, float]]], args: argparse.Namespace
+) -> None:
+    """Every repeat's figures, for comparing runs over time (NaN, no samples, becomes null)."""
+
+    def clean(figures: dict[str, float]) -> dict[str, float | None]:
+        return {k: (None if v != v else v) for k, v in sorted(figures.items())}
+
+    data = {
+        "when": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "options": {k: v if not isinstance(v, Path) else str(v) for k, v in vars(args).items()},
+        "runs": [
+            {"mode": mode, "target": target, "repeats": [clean(f) for f in runs]}
+            for (mode, target), runs in results.items()
+        ],
+    }
+    path.write_text(json.dumps(data, indent=1) + "\n")
+
+
 def summary_line(name: str, figures: dict[str, float]) -> str:
     line = (
         f"{name}: {figures['joins/s']:.0f} joins/s p50 {fmt(figures['p50'])} ms"
@@ -810,6 +829,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pool-size", type=int, default=10, help="mucauth's HTTP pool")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per awaited stanza")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, configs)")
+    parser.add_argument("--json", type=Path, help="also write every run's figures to this file")
     args = parser.parse_args(argv)
     defaults = QUICK_DEFAULTS if args.quick else FULL_DEFAULTS
     for key, value in defaults.items():
@@ -861,6 +881,8 @@ async def run(args: argparse.Namespace, bench_dir: Path, children: Children) -> 
         if conn is not None:
             conn.close()
     report(results, args)
+    if args.json is not None:
+        write_json(args.json, results, args)
     requested_mucauth = "mucauth" in args.targets
     print(f"(total {now() - started:.0f} s)", file=sys.stderr)
     return 1 if requested_mucauth and "mucauth" not in bench.targets else 0
