@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from twisted.internet.defer import Deferred, succeed
@@ -28,6 +28,10 @@ ErrorKind = Literal[
     "overload",
     "internal",
 ]
+
+# Which layer answered, for metrics and logs: the HTTP service, the decision cache, or the
+# scope (an ungated room). None: an authorizer that does not say (an embedder's own).
+Source = Literal["http", "cache", "scope", "service"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,8 @@ class Decision:
     kind: ErrorKind | None = None
     status: int | None = None  # the HTTP status, when an HTTP answer was received
     latency: float = 0.0  # seconds spent deciding
+    # Not part of equality: the same answer is the same answer wherever it came from.
+    source: Source | None = field(default=None, compare=False)
 
     @classmethod
     def allow(cls) -> Decision:
@@ -85,11 +91,18 @@ class Decision:
     def is_error(self) -> bool:
         return self.outcome == "error"
 
-    def with_details(self, *, status: int | None = None, latency: float | None = None) -> Decision:
+    def with_details(
+        self,
+        *,
+        status: int | None = None,
+        latency: float | None = None,
+        source: Source | None = None,
+    ) -> Decision:
         return replace(
             self,
             status=self.status if status is None else status,
             latency=self.latency if latency is None else latency,
+            source=self.source if source is None else source,
         )
 
 

@@ -114,7 +114,7 @@ class CachingAuthorizer:
         self._expire(self._clock.seconds())
         entry = self._entries.get(request.key)
         if entry is not None:
-            return succeed(entry[1].with_details(latency=0.0))
+            return succeed(entry[1].with_details(latency=0.0, source="cache"))
         d = self._inner.authorize(request)
         d.addCallback(self._store, request.key)
         return d

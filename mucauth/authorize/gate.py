@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -21,7 +22,8 @@ class Gate:
     """The composed authorizer, plus ``close()`` for the one resource it owns: the HTTP pool.
 
     The layers are reachable (``http``, ``single_flight``, ``cache``) so metrics can read
-    in-flight counts and tests can look inside; ``cache`` is None when ``cache_ttl`` is 0.
+    in-flight counts and open connections, and tests can look inside; ``cache`` is None when
+    ``cache_ttl`` is 0.
     """
 
     def __init__(
@@ -44,14 +46,21 @@ class Gate:
         return self.http.close()
 
 
-def build_authorizer(settings: HTTPAuthSettings, reactor: Any) -> Gate:
+def build_authorizer(
+    settings: HTTPAuthSettings,
+    reactor: Any,
+    *,
+    on_http_check: Callable[[JoinRequest, Decision], None] | None = None,
+) -> Gate:
     """Scoped(Caching(SingleFlight(HTTPAuthorizer))), the order that asks HTTP least.
 
     Scope first: ungated rooms cost nothing. The cache before single-flight: a cached answer
     needs no flight. Single-flight right above HTTP: a burst of identical joins (a client
     retrying, several sessions of one user) is one request.
+
+    ``on_http_check`` sees each HTTP request's Decision (see :class:`HTTPAuthorizer`).
     """
-    http = HTTPAuthorizer(settings, reactor)
+    http = HTTPAuthorizer(settings, reactor, on_check=on_http_check)
     single_flight = SingleFlightAuthorizer(http)
     inner: IJoinAuthorizer = single_flight
     cache = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from collections.abc import Callable
 from http.cookiejar import DefaultCookiePolicy
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,6 @@ from twisted.python.failure import Failure
 from twisted.web.client import (
     Agent,
     BrowserLikePolicyForHTTPS,
-    HTTPConnectionPool,
     ResponseDone,
 )
 from twisted.web.http import PotentialDataLoss
@@ -47,6 +47,7 @@ from mucauth.authorize.base import (
     IJoinAuthorizer,
     JoinRequest,
 )
+from mucauth.authorize.pool import CountingConnectionPool
 from mucauth.settings import HTTPAuthSettings, Secret
 
 __all__ = ["MAX_BODY", "HTTPAuthorizer", "interpret", "redact_url"]
@@ -265,6 +266,10 @@ class HTTPAuthorizer:
 
     At most ``pool_size`` checks are on the wire at once; the rest wait their turn inside the
     same total timeout, so a burst of joins neither opens hundreds of sockets nor waits forever.
+
+    ``on_check`` is called with every request and its Decision once a check completes
+    (including cancelled ones, whose reason is ``CANCELLED``): the hook metrics use to time the
+    HTTP service itself, one observation per request on the wire, whatever joins shared it.
     """
 
     def __init__(
@@ -273,6 +278,7 @@ class HTTPAuthorizer:
         reactor: Any,  # IReactorTime + IReactorTCP (+ IReactorSSL for https)
         *,
         http_client: Any = None,
+        on_check: Callable[[JoinRequest, Decision], None] | None = None,
     ) -> None:
         self._settings = settings
         self._reactor = reactor
@@ -280,9 +286,10 @@ class HTTPAuthorizer:
         self._authorization = settings.authorization_header or basic
         self._user_agent = f"mucauth/{mucauth.__version__}".encode("ascii")
         self._semaphore = DeferredSemaphore(max(1, settings.pool_size))
-        self._pool: HTTPConnectionPool | None = None
+        self._on_check = on_check
+        self._pool: CountingConnectionPool | None = None
         if http_client is None:
-            self._pool = HTTPConnectionPool(reactor, persistent=True)
+            self._pool = CountingConnectionPool(reactor, persistent=True)
             self._pool.maxPersistentPerHost = settings.pool_size
             agent = Agent(
                 reactor,
@@ -299,6 +306,11 @@ class HTTPAuthorizer:
                 "TLS verification is OFF for the authorization service {url} (insecure = true)",
                 url=redact_url(settings.url),
             )
+
+    @property
+    def open_connections(self) -> int:
+        """Connections to the service open now, busy or idle (0 with an injected client)."""
+        return 0 if self._pool is None else self._pool.open_connections
 
     def close(self) -> Deferred[None]:
         """Drop idle persistent connections: for shutdown and tests."""
@@ -352,8 +364,11 @@ class HTTPAuthorizer:
             decision = decision.with_details(
                 status=status[0] if status else None,
                 latency=max(0.0, self._reactor.seconds() - started),
+                source="http",
             )
             self._log(request, decision, unexpected[0] if unexpected else None)
+            if self._on_check is not None:
+                self._on_check(request, decision)
             return decision
 
         body: Deferred[bytes] = self._semaphore.run(exchange)

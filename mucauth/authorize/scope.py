@@ -80,4 +80,4 @@ class ScopedAuthorizer:
             outcome="allow",
             reason=OUTSIDE_SCOPE,
         )
-        return succeed(Decision("allow", OUTSIDE_SCOPE))
+        return succeed(Decision("allow", OUTSIDE_SCOPE, source="scope"))
