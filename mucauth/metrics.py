@@ -1,0 +1,300 @@
+"""Prometheus metrics for one mucauth instance, served at ``/metrics`` from its own reactor.
+
+How numbers get here, and why this way:
+
+- Events (a join decided, an HTTP check answered, a stanza passing, a link coming back) arrive
+  through plain callables: ``MUCService(on_decision=metrics.decision)`` and
+  ``build_authorizer(on_http_check=metrics.http_check)``, and an XMPP handler on the component
+  link. ``muc/`` and ``authorize/`` never import prometheus_client, an embedder without metrics
+  passes nothing, and a test can pass a list's ``append``. Reading the structured log events
+  instead would tie the numbers to the wording and level of log lines, and the global log
+  publisher would mix several instances in one process.
+- Levels (rooms, occupants, pending checks, HTTP requests in flight, open connections, link up)
+  are read from the live objects at scrape time by a custom collector, so no bookkeeping can
+  drift from the truth.
+- Every :class:`Metrics` owns its :class:`~prometheus_client.CollectorRegistry`, never the
+  process-wide default, so tests and embedders can run several side by side.
+
+``/metrics`` is rendered on the reactor thread. prometheus_client's own ``MetricsResource`` runs
+the exposition in the reactor's thread pool, where the collector would read ``rooms`` while the
+reactor thread changes it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
+from twisted.application.internet import TCPServer
+from twisted.internet.interfaces import IAddress
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import http
+from twisted.web.resource import Resource
+from twisted.web.server import Request, Site
+from twisted.words.xish import domish
+from wokkel.subprotocols import XMPPHandler
+
+from mucauth.authorize.base import CANCELLED, Decision, JoinRequest
+from mucauth.settings import MetricsSettings
+
+if TYPE_CHECKING:
+    from mucauth.authorize.gate import Gate
+    from mucauth.muc.service import MUCService
+
+__all__ = ["LATENCY_BUCKETS", "LinkMetrics", "Metrics", "MetricsServer", "metrics_site"]
+
+# Seconds: a healthy service answers in milliseconds; the default timeout is 5 s, the largest
+# sensible one 10 s. A timed-out check lands in the bucket of the configured timeout.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+STANZA_KINDS = frozenset({"presence", "message", "iq"})
+# XmlStream.send writes one top-level element per call: its first tag names the stanza.
+_SENT_STANZA = re.compile(rb"\s*<(presence|message|iq)[\s/>]")
+
+
+class Metrics:
+    """The metrics of one mucauth: feed it through its methods, scrape its ``registry``."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self._muc: MUCService | None = None
+        self._gate: Gate | None = None
+        self._links: list[LinkMetrics] = []
+        self._decisions = Counter(
+            "mucauth_join_decisions",
+            "Join (and gated registration) decisions made by the MUC service.",
+            ["outcome", "kind", "source"],
+            registry=self.registry,
+        )
+        self._latency = Histogram(
+            "mucauth_authorization_seconds",
+            "Time the HTTP authorization service took to decide, per request sent.",
+            ["outcome"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self._received = Counter(
+            "mucauth_stanzas_received",
+            "Stanzas received over the component link.",
+            ["kind"],
+            registry=self.registry,
+        )
+        self._sent = Counter(
+            "mucauth_stanzas_sent",
+            "Stanzas written to the component link.",
+            ["kind"],
+            registry=self.registry,
+        )
+        self._reconnects = Counter(
+            "mucauth_component_reconnects",
+            "Times the component link was established again after a loss.",
+            registry=self.registry,
+        )
+        for kind in sorted(STANZA_KINDS):
+            self._received.labels(kind)
+            self._sent.labels(kind)
+        for outcome in ("allow", "deny", "error"):
+            self._latency.labels(outcome)
+        self.registry.register(_LiveCollector(self))
+
+    # -- hooks for the parts of mucauth
+
+    def watch(self, *, muc: MUCService | None = None, gate: Gate | None = None) -> None:
+        """Read rooms, occupants and pending checks from ``muc``, HTTP state from ``gate``."""
+        if muc is not None:
+            self._muc = muc
+        if gate is not None:
+            self._gate = gate
+
+    def decision(self, request: JoinRequest, decision: Decision) -> None:
+        """One decision the MUC service acted on (``MUCService(on_decision=...)``)."""
+        kind = decision.kind if decision.is_error and decision.kind else ""
+        self._decisions.labels(decision.outcome, kind, decision.source or "other").inc()
+
+    def http_check(self, request: JoinRequest, decision: Decision) -> None:
+        """One request answered by (or failed at) the HTTP service (``on_http_check=...``).
+
+        A check cancelled because its user left measures the user's patience, not the
+        service, and is left out.
+        """
+        if decision.kind == "connection" and decision.reason == CANCELLED:
+            return
+        self._latency.labels(decision.outcome).observe(decision.latency)
+
+    def link_handler(self) -> LinkMetrics:
+        """A handler to attach to the component link (``setHandlerParent(link)``)."""
+        handler = LinkMetrics(self)
+        self._links.append(handler)
+        return handler
+
+    def stanza_received(self, kind: str) -> None:
+        self._received.labels(kind).inc()
+
+    def stanza_sent(self, kind: str) -> None:
+        self._sent.labels(kind).inc()
+
+    def link_reconnected(self) -> None:
+        self._reconnects.inc()
+
+    # -- read by the collector
+
+    def _levels(self) -> Iterator[Metric]:
+        muc, gate = self._muc, self._gate
+        rooms = list(muc.rooms.values()) if muc is not None else []
+        yield _gauge("mucauth_rooms", "Rooms that exist now.", len(rooms))
+        yield _gauge(
+            "mucauth_occupants",
+            "Occupants (nicks) in all rooms now.",
+            sum(len(room) for room in rooms),
+        )
+        yield _gauge(
+            "mucauth_checks_pending",
+            "Joins waiting for the gate's answer now.",
+            muc.pending_checks if muc is not None else 0,
+        )
+        yield _gauge(
+            "mucauth_http_checks_in_flight",
+            "Requests to the authorization service queued or on the wire now.",
+            gate.single_flight.in_flight if gate is not None else 0,
+        )
+        yield _gauge(
+            "mucauth_http_connections_open",
+            "Connections to the authorization service open now, busy or idle.",
+            gate.http.open_connections if gate is not None else 0,
+        )
+        yield _gauge(
+            "mucauth_component_link_up",
+            "1 while the component link to the XMPP server is authenticated, else 0.",
+            int(any(link.up for link in self._links)),
+        )
+
+
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, value=value)
+
+
+class _LiveCollector(Collector):
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        return list(self._metrics._levels())
+
+
+class LinkMetrics(XMPPHandler):
+    """Counts stanzas both ways and watches the link's state, from inside the stream manager.
+
+    Incoming stanzas are seen by an observer on every element of the stream. Outgoing ones
+    are seen through ``rawDataOutFn``, the stream's hook for bytes written: every ``send`` of
+    the stream writes one element, so the first tag says which stanza it was (the stream header,
+    handshake and stream end are not stanzas and are not counted). A hook set before (Wokkel's
+    traffic logging) keeps working.
+    """
+
+    log = Logger()
+
+    def __init__(self, metrics: Metrics) -> None:
+        super().__init__()
+        self._metrics = metrics
+        self.up = False
+        self._was_up = False
+
+    def connectionMade(self) -> None:
+        xs = self.xmlstream
+        previous = xs.rawDataOutFn
+
+        def written(data: bytes) -> None:
+            if previous is not None:
+                previous(data)
+            match = _SENT_STANZA.match(data)
+            if match is not None:
+                self._metrics.stanza_sent(match.group(1).decode("ascii"))
+
+        xs.rawDataOutFn = written
+        xs.addObserver("/*", self._received, priority=1)
+
+    def _received(self, element: domish.Element) -> None:
+        if element.name in STANZA_KINDS:
+            self._metrics.stanza_received(element.name)
+
+    def connectionInitialized(self) -> None:
+        self.up = True
+        if self._was_up:
+            self._metrics.link_reconnected()
+        self._was_up = True
+
+    def connectionLost(self, reason: Failure) -> None:
+        self.up = False
+
+
+# -- serving /metrics
+
+
+class _MetricsPage(Resource):
+    isLeaf = True
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__()
+        self._registry = registry
+
+    def render_GET(self, request: Request) -> bytes:
+        # Prometheus asks for OpenMetrics when it can; choose_encoder honours the Accept header.
+        encoder, content_type = choose_encoder(request.getHeader("accept") or "")
+        request.setHeader(b"Content-Type", content_type.encode("ascii"))
+        return encoder(self._registry)
+
+
+class _QuietSite(Site):
+    """A scrape every few seconds would drown the decision events: no access log."""
+
+    noisy = False
+
+    def log(self, request: http.Request) -> None:
+        pass
+
+
+def metrics_site(metrics: Metrics) -> Site:
+    """A web site with ``/metrics`` and nothing else."""
+    root = Resource()
+    root.putChild(b"metrics", _MetricsPage(metrics.registry))
+    site = _QuietSite(root)
+    site.displayTracebacks = False
+    return site
+
+
+class MetricsServer(TCPServer):
+    """``/metrics`` on ``[metrics] interface:port``, as a service of the tree twistd runs."""
+
+    log = Logger()
+
+    def __init__(self, metrics: Metrics, settings: MetricsSettings, reactor: Any = None) -> None:
+        if settings.port is None:
+            raise ValueError("[metrics] port is not set")
+        kwargs: dict[str, Any] = {"interface": settings.interface}
+        if reactor is not None:
+            kwargs["reactor"] = reactor
+        super().__init__(settings.port, metrics_site(metrics), **kwargs)
+        self.setName("metrics")
+
+    def startService(self) -> None:
+        super().startService()
+        address = self.address()
+        self.log.info(
+            "metrics: serving http://{host}:{port}/metrics",
+            host=getattr(address, "host", None),
+            port=getattr(address, "port", None),
+        )
+
+    def address(self) -> IAddress | None:
+        """Where it listens once started (with port 0, the port the system picked).
+
+        TCPServer keeps its listening port in ``_port`` and offers no public way to it.
+        """
+        port = getattr(self, "_port", None)
+        return None if port is None else port.getHost()
