@@ -22,8 +22,10 @@ from mucauth import __version__
 from mucauth.authorize.gate import Gate, build_authorizer
 from mucauth.authorize.http import redact_url
 from mucauth.config import ConfigError, load_settings
+from mucauth.effective import describe_settings
 from mucauth.link import ComponentLink
 from mucauth.log_setup import make_log_observer, twistd_observer
+from mucauth.metrics import Metrics, MetricsServer
 from mucauth.muc.service import MUCService
 from mucauth.settings import Settings
 
@@ -80,6 +82,7 @@ class MucauthService(MultiService):
         self.muc = muc
         self.gate = gate
         self.log_observer = log_observer
+        self.metrics: Metrics | None = None  # set by make_service when [metrics] port is set
         self._clock = clock
         self._shutdown_grace = shutdown_grace
         link.setName("component")
@@ -106,6 +109,13 @@ class MucauthService(MultiService):
             host=component.host,
             port=component.port,
             url=redact_url(self.settings.http_auth.url),
+        )
+        # One event, one field per tap.conf section, secrets masked: what this process runs with.
+        self.log.info(
+            "effective configuration: [component] {component} [muc_http_auth] {muc_http_auth}"
+            " [muc] {muc} [log] {log} [metrics] {metrics}",
+            mucauth_event="configuration",
+            **describe_settings(self.settings),
         )
         super().startService()
 
@@ -136,7 +146,13 @@ def make_service(
         from twisted.internet import reactor as default_reactor
 
         reactor = default_reactor
-    gate = build_authorizer(settings.http_auth, reactor)
+    # [metrics] port unset: no Metrics at all, every hook stays None.
+    metrics = Metrics() if settings.metrics.port is not None else None
+    gate = build_authorizer(
+        settings.http_auth,
+        reactor,
+        on_http_check=metrics.http_check if metrics is not None else None,
+    )
     auth = settings.http_auth
     muc = MUCService(
         gate,
@@ -149,7 +165,13 @@ def make_service(
     )
     link = ComponentLink(settings.component)
     muc.setHandlerParent(link)
-    return MucauthService(settings, link, muc, gate, clock=reactor, log_observer=log_observer)
+    service = MucauthService(settings, link, muc, gate, clock=reactor, log_observer=log_observer)
+    service.metrics = metrics
+    if metrics is not None:
+        metrics.watch(muc=muc, gate=gate)
+        metrics.link_handler().setHandlerParent(link)
+        MetricsServer(metrics, settings.metrics, reactor).setServiceParent(service)
+    return service
 
 
 def makeService(options: Options) -> IService:
