@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
@@ -81,7 +81,6 @@ class _Pending:
     on_allow: Callable[[_Pending], None]
     started: float
     deferred: Deferred[Decision] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def key(self) -> tuple[JID, JID, str]:
@@ -405,6 +404,9 @@ class MUCService(XMPPHandler):
                 ),
                 history_size=self.settings.history_size,
             )
+            self.log.info(
+                "room created room={room} owner={user}", room=room.jid.full(), user=user.full()
+            )
         else:
             room.check_join(user, request.nick)  # taken while we were asking?
         result = room.join(user, request.nick, stanzas.client_children(presence))
@@ -555,6 +557,7 @@ class MUCService(XMPPHandler):
                 )
         if room.is_empty and not room.config.persistent:
             del self._rooms[room.jid]
+            self.log.info("room destroyed room={room}: empty", room=room.jid.full())
 
     def _on_client_error(self, stanza: domish.Element, context: _Context) -> None:
         """An occupant's session bounced something: remove it if the error says it is gone."""
