@@ -113,7 +113,11 @@ class MUCService(XMPPHandler):
         show_reason: bool = False,
         authorize_registration: bool = False,
         clock: IReactorTime | None = None,
+        on_decision: Callable[[JoinRequest, Decision], None] | None = None,
     ) -> None:
+        """``on_decision`` hears every decision the service acted on, overload refusals
+        included (as ``Decision.error("overload", ...)``): the metrics hook, kept a plain
+        callable so this package never imports a metrics library."""
         super().__init__()
         if clock is None:
             from twisted.internet import reactor
@@ -127,6 +131,7 @@ class MUCService(XMPPHandler):
         self.failure_condition = failure_condition
         self.show_reason = show_reason
         self.authorize_registration = authorize_registration
+        self._on_decision = on_decision
         self._service_jid: JID | None = None
         self._rooms: dict[JID, Room] = {}
         self._pending: dict[tuple[JID, JID, str], _Pending] = {}
@@ -599,6 +604,7 @@ class MUCService(XMPPHandler):
                 user=request.user.full(),
                 room=request.room.full(),
             )
+            self._report(request, Decision.error("overload", "too many checks pending"))
             raise errors.Overloaded()
         if self._pending_per_user[bare] >= self.settings.max_pending_per_user:
             self.log.warn(
@@ -607,6 +613,7 @@ class MUCService(XMPPHandler):
                 user=request.user.full(),
                 room=request.room.full(),
             )
+            self._report(request, Decision.error("overload", "too many checks pending for user"))
             raise errors.Overloaded()
         pending = _Pending(request, stanza, context, on_allow, self._clock.seconds())
         self._pending[pending.key] = pending
@@ -619,6 +626,14 @@ class MUCService(XMPPHandler):
         d.addCallbacks(
             self._decided, self._authorizer_failed, callbackArgs=(pending,), errbackArgs=(pending,)
         )
+
+    def _report(self, request: JoinRequest, decision: Decision) -> None:
+        if self._on_decision is None:
+            return
+        try:
+            self._on_decision(request, decision)
+        except Exception:
+            self.log.failure("on_decision hook failed")
 
     def _forget(self, pending: _Pending) -> bool:
         """Drop ``pending``; False if it was no longer the current check for its key."""
@@ -656,6 +671,7 @@ class MUCService(XMPPHandler):
             reason=decision.reason,
             ms=round((self._clock.seconds() - pending.started) * 1000),
         )
+        self._report(request, decision)
         try:
             if decision.is_allowed:
                 pending.on_allow(pending)

@@ -249,6 +249,23 @@ class RefusalTests(ServiceTestCase):
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
         self.assertEqual(self.service.pending_checks, 0)
 
+    def test_decision_hook(self) -> None:
+        heard: list[tuple[object, Decision]] = []
+        self.use_service(
+            MUCService(self.auth, clock=self.clock, on_decision=lambda r, d: heard.append((r, d)))
+        )
+        self.refused()
+        [(request, decision)] = heard
+        self.assertEqual((request.nick, decision.outcome), ("carol", "deny"))  # type: ignore[attr-defined]
+
+    def test_broken_hook_does_not_break_joins(self) -> None:
+        def broken(request: object, decision: object) -> None:
+            raise ValueError("hook bug")
+
+        self.use_service(MUCService(self.auth, clock=self.clock, on_decision=broken))
+        self.assertEqual(error_of(self.refused()), ("cancel", "forbidden"))  # type: ignore[arg-type]
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+
     def test_one_log_event_per_decision(self) -> None:
         events: list[dict[str, object]] = []
         self.service.log = Logger(observer=events.append)

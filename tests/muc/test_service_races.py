@@ -10,6 +10,7 @@ from twisted.words.protocols.jabber.jid import JID
 
 from mucauth.authorize.base import Decision, JoinRequest
 from mucauth.muc.room import Room
+from mucauth.muc.service import MUCService
 from mucauth.settings import MUCSettings
 from tests.muc.support import (
     ALICE,
@@ -137,6 +138,25 @@ class PendingTests(ServiceTestCase):
 
 class LimitTests(ServiceTestCase):
     settings = MUCSettings(max_pending_checks=2, max_pending_per_user=1)
+
+    def test_overload_reported_to_hook(self) -> None:
+        heard: list[tuple[JoinRequest, Decision]] = []
+        self.use_service(
+            MUCService(
+                self.auth,
+                self.settings,
+                clock=self.clock,
+                on_decision=lambda r, d: heard.append((r, d)),
+            )
+        )
+        self.join(ALICE, "alice")
+        self.join(ALICE2, "alice2", room="other@" + SERVICE)
+        self.take()
+        [(request, decision)] = heard
+        self.assertEqual(
+            (request.room, decision.outcome, decision.kind),
+            (JID("other@" + SERVICE), "error", "overload"),
+        )
 
     def test_service_wide_limit(self) -> None:
         self.join(ALICE, "alice")
