@@ -35,6 +35,7 @@ from twisted.internet.interfaces import IAddress
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http
+from twisted.web.pages import notFound
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 from twisted.words.xish import domish
@@ -259,9 +260,14 @@ class _QuietSite(Site):
         pass
 
 
+class _Root(Resource):
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        return notFound()  # type: ignore[return-value]
+
+
 def metrics_site(metrics: Metrics) -> Site:
     """A web site with ``/metrics`` and nothing else."""
-    root = Resource()
+    root = _Root()
     root.putChild(b"metrics", _MetricsPage(metrics.registry))
     site = _QuietSite(root)
     site.displayTracebacks = False
