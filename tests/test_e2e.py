@@ -348,19 +348,27 @@ class HTTPSPrivateCATests(StackTestCase):
         self.assert_joined(self.join("alice", "tls"))
 
 
-class AuthorizationHeaderTests(StackTestCase):
-    """The service wants a bearer token: mucauth sends the configured header."""
+class TokenAndOptionsTests(StackTestCase):
+    """A service that wants a bearer token, Prosody's refusal condition, and show_reason."""
 
-    users = ("alice",)
     stack_options: ClassVar[dict[str, Any]] = {
         "token": "e2e-token",
-        "http_options": {"authorization_header": "Bearer e2e-token"},
+        "http_options": {
+            "authorization_header": "Bearer e2e-token",
+            "deny_condition": "auth/not-authorized",
+            "show_reason": "true",
+        },
     }
 
     def test_token_is_sent_and_never_logged(self) -> None:
         self.assert_joined(self.join("alice", "with-token"))
         self.assertEqual(self.stack.auth.requests()[-1]["authorization"], "ok")  # type: ignore[union-attr]
         self.assertNotIn("e2e-token", self.stack.mucauth_log())
+
+    def test_deny_condition_and_reason_are_configurable(self) -> None:
+        result = self.join("bob", "staff")
+        self.assert_refused(result, "auth", "not-authorized")
+        self.assertEqual(result.text, "Staff only")
 
 
 class ComponentLinkTests(StackTestCase):
@@ -406,14 +414,15 @@ class ConfigurationErrorTests(ClassFixture):
 
     def test_bad_value(self) -> None:
         status, output = self.run_twistd(
-            "[component]\njid = rooms.localhost\nsecret = s\n"
+            "[component]\njid = rooms.localhost\nsecret = never-show-this\n"
             "[muc_http_auth]\nurl = http://127.0.0.1:1/\ntimeout = soon\n"
         )
         self.assertEqual(status, 1, output)
         self.assertNotIn("Traceback", output)
-        last = output.strip().splitlines()[-1]
-        self.assertIn("[muc_http_auth] timeout", last)
-        self.assertIn("tap.conf", last)
+        self.assertNotIn("never-show-this", output)
+        last = output.strip().splitlines()[-1]  # after twistd's usage text
+        self.assertIn("tap.conf: [muc_http_auth] timeout", last)
+        self.assertIn("soon", last)
 
     def test_missing_file(self) -> None:
         directory: Path = self.fixture()
