@@ -27,7 +27,7 @@ AUTH_SERVICE = EXAMPLES / "auth_service.py"
 STARTED: list[tuple[int, str]] = []
 
 LISTENING = re.compile(
-    r"^listening on (?P<url>(?P<scheme>https?)://(?P<host>[^:/]+):(?P<port>\d+)\S*)$"
+    r"^listening on (?P<url>(?P<scheme>https?)://(?P<host>\[[^]]+\]|[^:/]+):(?P<port>\d+)\S*)$"
 )
 
 

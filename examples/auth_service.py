@@ -291,8 +291,9 @@ def main(argv: list[str] | None = None) -> int:
         port = reactor.listenTCP(options.port, site, interface=options.interface)  # type: ignore[attr-defined]
         scheme = "http"
     # One plain line that scripts and tests parse to learn the port (--port 0).
-    host = port.getHost()
-    print(f"listening on {scheme}://{host.host}:{host.port}{options.path}", flush=True)
+    address = port.getHost()
+    host = f"[{address.host}]" if ":" in address.host else address.host  # IPv6 in a URL
+    print(f"listening on {scheme}://{host}:{address.port}{options.path}", flush=True)
     log.info(
         "{n} rules from {file}; token {token}",
         n=len(rules.rules), file=options.rules, token="required" if token else "not required",

@@ -217,6 +217,24 @@ class JoinGateTests(StackTestCase):
         self.client("carol").leave(self.room("pinged"))
         self.assertEqual(self.client("carol").self_ping(occupant), "not-acceptable")
 
+    def test_instant_room_configuration(self) -> None:
+        """Clients ask for the owner form on status 201 and may submit it empty."""
+        created = self.join("alice", "configured")
+        self.assert_joined(created)
+        self.assertIn(201, created.status_codes)
+        room = self.room("configured")
+        alice = self.client("alice")
+        form = alice.iq(
+            f"<iq type='get' to='{room}'><query xmlns='http://jabber.org/protocol/muc#owner'/></iq>"
+        )
+        self.assertIn('type="result"', form)
+        self.assertIn("jabber:x:data", form)
+        submitted = alice.iq(
+            f"<iq type='set' to='{room}'><query xmlns='http://jabber.org/protocol/muc#owner'>"
+            "<x xmlns='jabber:x:data' type='submit'/></query></iq>"
+        )
+        self.assertIn('type="result"', submitted)
+
     def test_service_discovery(self) -> None:
         info = self.client("alice").disco_info(self.stack.prosody.component_domain)
         self.assertIsNone(info.condition, info.xml)
