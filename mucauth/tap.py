@@ -162,6 +162,7 @@ def make_service(
         show_reason=auth.show_reason,
         authorize_registration=auth.authorize_registration,
         clock=reactor,
+        on_decision=metrics.decision if metrics is not None else None,
     )
     link = ComponentLink(settings.component)
     muc.setHandlerParent(link)
