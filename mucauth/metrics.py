@@ -208,7 +208,7 @@ class LinkMetrics(XMPPHandler):
 
     def connectionMade(self) -> None:
         xs = self.xmlstream
-        previous = xs.rawDataOutFn
+        previous = getattr(xs, "rawDataOutFn", None)  # test stubs have none
 
         def written(data: bytes) -> None:
             if previous is not None:
