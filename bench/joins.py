@@ -287,7 +287,7 @@ class Bench:
 
 
 class Snapshot:
-    """CPU time of every process of a target (and the auth counters) at one instant."""
+    """CPU time of every process of a target, and of the whole machine, at one instant."""
 
     def __init__(self, pids: dict[str, int]) -> None:
         self.at = now()
