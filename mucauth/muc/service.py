@@ -21,7 +21,7 @@ from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.words.protocols.jabber.jid import JID, InvalidFormat
+from twisted.words.protocols.jabber.jid import JID
 from twisted.words.protocols.jabber.xmlstream import toResponse
 from twisted.words.xish import domish
 from wokkel import data_form
@@ -34,7 +34,16 @@ from zope.interface import implementer
 
 from mucauth.authorize.base import Decision, IJoinAuthorizer, JoinRequest
 from mucauth.muc import errors, info, stanzas
-from mucauth.muc.incoming import Address, child, child_ns, history_options, parse_address
+from mucauth.muc.incoming import (
+    Address,
+    child,
+    child_ns,
+    history_options,
+    oversized_domain,
+    oversized_part,
+    parse_address,
+    parse_sender,
+)
 from mucauth.muc.room import (
     HistoryEntry,
     Occupant,
@@ -268,9 +277,18 @@ class MUCService(XMPPHandler):
                 "dropping {stanza_kind} without from/to", stanza_kind=stanza.name
             )  # nobody to answer
             return None
-        try:
-            sender = JID(raw_from)
-        except InvalidFormat:
+        for attribute, raw in (("from", raw_from), ("to", raw_to)):
+            part = oversized_part(raw) if attribute == "from" else oversized_domain(raw)
+            if part is not None:
+                self.log.warn(
+                    "dropping {stanza_kind}: {attribute} too long ({part} over 1023 bytes)",
+                    stanza_kind=stanza.name,
+                    attribute=attribute,
+                    part=part,
+                )
+                return None
+        sender = parse_sender(raw_from)
+        if sender is None:
             self.log.warn("dropping {stanza_kind}: bad from", stanza_kind=stanza.name)
             return None
         address = parse_address(raw_to, self.settings)
