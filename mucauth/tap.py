@@ -46,12 +46,14 @@ class Options(usage.Options):
     optParameters = [["config", "c", "tap.conf", "The configuration file (INI)."]]
 
     def postOptions(self) -> None:
-        # twistd prints a UsageError as one line and exits with status 1, without a traceback.
-        # The file name is passed as typed so the message names it the same way.
+        # A UsageError would make twistd dump the whole option help before the message, and
+        # prefix it with its own command line. An operator wants the one line that says what is
+        # wrong: SystemExit with a string prints it to stderr and exits with status 1, no
+        # traceback. The file name is passed as typed so the message names it the same way.
         try:
             self["settings"] = load_settings(self["config"])
         except ConfigError as e:
-            raise usage.UsageError(str(e)) from e
+            raise SystemExit(f"mucauth: {e}") from None
 
 
 class MucauthService(MultiService):

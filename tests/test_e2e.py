@@ -438,9 +438,10 @@ class ConfigurationErrorTests(ClassFixture):
         self.assertEqual(status, 1, output)
         self.assertNotIn("Traceback", output)
         self.assertNotIn("never-show-this", output)
-        last = output.strip().splitlines()[-1]  # after twistd's usage text
-        self.assertIn("tap.conf: [muc_http_auth] timeout", last)
-        self.assertIn("soon", last)
+        [line] = output.strip().splitlines()
+        self.assertIn("mucauth: ", line)
+        self.assertIn("tap.conf: [muc_http_auth] timeout", line)
+        self.assertIn("soon", line)
 
     def test_missing_file(self) -> None:
         directory: Path = self.fixture()

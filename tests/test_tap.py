@@ -16,7 +16,6 @@ from twisted.application.service import Application, IService
 from twisted.internet import task
 from twisted.internet.defer import succeed
 from twisted.logger import ILogObserver, LogLevel
-from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 from wokkel.component import Component
 
@@ -79,11 +78,13 @@ class OptionsTests(SynchronousTestCase):
     def test_default_file_is_tap_conf(self) -> None:
         self.assertEqual(Options()["config"], "tap.conf")
 
-    def test_config_error_is_a_usage_error_with_the_same_line(self) -> None:
+    def test_config_error_exits_with_one_line(self) -> None:
         path = write_config(self, CONFIG.format(port="x"))
-        with self.assertRaises(usage.UsageError) as caught:
+        with self.assertRaises(SystemExit) as caught:
             Options().parseOptions(["--config", str(path)])
-        self.assertEqual(str(caught.exception), f"{path}: [component] port: not an integer: 'x'")
+        self.assertEqual(
+            caught.exception.code, f"mucauth: {path}: [component] port: not an integer: 'x'"
+        )
 
 
 class ServiceTreeTests(SynchronousTestCase):
@@ -235,9 +236,10 @@ class TwistdCommandTests(SynchronousTestCase):
         output = result.stdout + result.stderr
         self.assertNotIn("Traceback", output)
         self.assertNotIn(SECRET, output)
+        self.assertEqual(result.stdout, "")
         self.assertEqual(
-            result.stdout.splitlines()[-1],
-            f"{TWISTD} -n: tap.conf: [component] port: not a TCP port (1-65535): 70000",
+            result.stderr,
+            "mucauth: tap.conf: [component] port: not a TCP port (1-65535): 70000\n",
         )
         self.assertFalse((directory / "twistd.pid").exists())
 
@@ -252,8 +254,7 @@ class TwistdCommandTests(SynchronousTestCase):
         )
         self.assertEqual(result.returncode, 1)
         self.assertEqual(
-            result.stdout.splitlines()[-1],
-            f"{TWISTD} -n: tap.conf: cannot read: No such file or directory",
+            result.stderr, "mucauth: tap.conf: cannot read: No such file or directory\n"
         )
         self.assertNotIn("Traceback", result.stdout + result.stderr)
 
