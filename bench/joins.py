@@ -876,7 +876,10 @@ async def run(args: argparse.Namespace, bench_dir: Path, children: Children) -> 
         for mode in args.modes:
             if mode in ONCE and repeat > 0:
                 continue
-            for name in MODE_TARGETS[mode]:
+            order = MODE_TARGETS[mode]
+            # Alternate which target goes first, so a drift in the host's load does not
+            # always favour the same one.
+            for name in order if repeat % 2 == 0 else order[::-1]:
                 base = name.split("-")[0]
                 if base not in args.targets or name not in bench.targets:
                     continue
