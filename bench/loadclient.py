@@ -521,6 +521,7 @@ async def slow_probe_loop(
                 result.refused += 1
             elif window.inside(stanza.received):
                 store.append(stanza.received - sent)
+                result.joins += 1  # served like any other join: counts for rates and CPU
         for occ in (fast_occ, slow_occ):
             if occ in answers and answers[occ].attrs.get("type") != "error":
                 await _leave_quietly(conn, occ)
