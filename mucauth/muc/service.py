@@ -525,16 +525,17 @@ class MUCService(XMPPHandler):
         if room_jid is None:
             return
         user = context.sender
-        for action in ("join", "register"):
-            pending = self._pending.get((user, room_jid, action))
-            if pending is not None:
-                self._cancel(pending)
-                self.log.info(
-                    "join cancelled user={user} room={room} nick={nick}",
-                    user=user.full(),
-                    room=room_jid.full(),
-                    nick=pending.request.nick,
-                )
+        # Only a join is cancelled: a registration check answers an iq, which must be answered
+        # whether or not the user is still around.
+        pending = self._pending.get((user, room_jid, "join"))
+        if pending is not None:
+            self._cancel(pending)
+            self.log.info(
+                "join cancelled user={user} room={room} nick={nick}",
+                user=user.full(),
+                room=room_jid.full(),
+                nick=pending.request.nick,
+            )
         room = self._rooms.get(room_jid)
         if room is None or room.occupant_for(user) is None:
             return
@@ -895,7 +896,8 @@ class MUCService(XMPPHandler):
                 nick = str(field_.value)[: self.settings.max_nick_length]
         key = (context.sender, room.jid, "register")
         if key in self._pending:
-            return False  # the pending check will answer
+            # The pending check answers its own iq; this one needs an answer of its own.
+            raise errors.Overloaded("A registration request for this room is already pending")
         request = JoinRequest(
             context.sender, room.jid, nick, iq.getAttribute("id"), action="register"
         )
