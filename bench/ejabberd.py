@@ -3,7 +3,7 @@
 Run ``.venv/bin/python bench/ejabberd.py --help``. For each instance count (``--instances
 1,2``) it starts, on 127.0.0.1 with run-time ports and thrown away at the end:
 
-* ejabberd (Debian's package, through ``tests/support/ejabberd.py``), with
+* ejabberd (Debian's package, through ``examples/_ejabberd.py``), with
   ``domain_balancing`` ``bare_destination`` and ``component_number: N`` when N > 1;
 * bench/authservice.py, the keep-alive authorization service of the Prosody benchmark;
 * N ``twistd mucauth`` with the same configuration;
@@ -48,7 +48,7 @@ from loadclient import (  # noqa: E402
     percentile,
 )
 
-from tests.support.ejabberd import EjabberdServer  # noqa: E402
+from examples._ejabberd import EjabberdServer  # noqa: E402
 from tests.support.ports import free_port, wait_for_port  # noqa: E402
 
 SERVICE = "rooms.localhost"
