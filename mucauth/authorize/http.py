@@ -25,6 +25,7 @@ from twisted.internet.defer import (
     CancelledError,
     Deferred,
     DeferredSemaphore,
+    fail,
     succeed,
 )
 from twisted.internet.protocol import Protocol, connectionDone
@@ -320,11 +321,18 @@ class HTTPAuthorizer:
 
     def authorize(self, request: JoinRequest) -> Deferred[Decision]:
         started = self._reactor.seconds()
+        deadline = started + self._settings.timeout
         status: list[int] = []  # set once headers arrive, so failures after that can carry it
         timed_out: list[bool] = []
         unexpected: list[Failure] = []
 
         def exchange() -> Deferred[bytes]:
+            if self._reactor.seconds() >= deadline:
+                # The slot came free as this check's own deadline came: asking now would open
+                # a connection only to drop it, and when a hung service's checks expire every
+                # queued check would do so in turn.
+                timed_out.append(True)
+                return fail(CancelledError())
             response: Deferred[IResponse] = self._client.get(
                 _query_url(self._url, request),
                 headers=self._headers(),
