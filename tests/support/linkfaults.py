@@ -157,10 +157,22 @@ class LinkFaultStack(Stack):
     """A :class:`Stack` whose mucauth reaches Prosody's component port through a
     :class:`TCPProxy`, with a short ``reconnect_max_delay`` so reconnection tests are quick."""
 
-    def __init__(self, *args: Any, reconnect_max_delay: float = 2.0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        reconnect_max_delay: float = 2.0,
+        component_secret: str | None = None,
+        tap_edits: tuple[tuple[str, str], ...] = (),
+        **kwargs: Any,
+    ) -> None:
+        """``tap_edits`` are (old, new) text replacements applied to the written tap.conf, for
+        keys the shared writer has no parameter for."""
         super().__init__(*args, **kwargs)
         self.reconnect_max_delay = reconnect_max_delay
+        self.tap_edits = tap_edits
         self.proxy: TCPProxy | None = None
+        if component_secret is not None:
+            self.prosody.component_secret = component_secret
 
     def start_mucauth(self) -> None:
         if self.proxy is None:
@@ -182,6 +194,10 @@ class LinkFaultStack(Stack):
             f"reconnect_max_delay = {self.reconnect_max_delay}\n\n[muc_http_auth]",
             1,
         )
+        for old, new in self.tap_edits:
+            if old not in text:
+                raise ValueError(f"tap.conf has no {old!r} to replace")
+            text = text.replace(old, new, 1)
         config.write_text(text)
         self.mucauth = MucauthProcess(self.directory, config)
         logins = self.component_logins()
