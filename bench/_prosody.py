@@ -19,6 +19,7 @@ import os
 import signal
 import subprocess
 from pathlib import Path
+from typing import IO
 
 from tests.support.ports import free_port, wait_for_port
 
@@ -98,7 +99,7 @@ class BenchProsody:
         self.component_port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.config_path = directory / "prosody.cfg.lua"
-        self._console = None
+        self._console: IO[bytes] | None = None
 
     def add_accounts(self, users: list[str], password: str) -> None:
         """Write internal_plain accounts, the same file ``prosodyctl register`` writes.

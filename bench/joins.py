@@ -363,9 +363,16 @@ def _memory(bench: Bench, target: Target) -> dict[str, float]:
     return out
 
 
+def room_series(prefix: str, service: str, span: int) -> Callable[[int], str]:
+    """Room names for successive cycles: ``span`` names taken in turn (1: always the same)."""
+    if span == 1:
+        return lambda cycle: f"{prefix}@{service}"
+    return lambda cycle: f"{prefix}{cycle % span}@{service}"
+
+
 def distinct_rooms(service: str, client: int) -> Callable[[int], str]:
     """Each client its own rooms, a new name every cycle: every join creates a room."""
-    return lambda cycle: f"d{client}x{cycle % 16}@{service}"
+    return room_series(f"d{client}x", service, 16)
 
 
 async def mode_distinct(bench: Bench, target: Target) -> dict[str, float]:
@@ -387,7 +394,7 @@ async def mode_shared(bench: Bench, target: Target) -> dict[str, float]:
     def loops(window: Window) -> list[Awaitable[None]]:
         return [
             join_leave_loop(
-                c, lambda _cycle, i=i: f"s{i % rooms}@{target.service}", f"n{i}", window, result
+                c, room_series(f"s{i % rooms}", target.service, 1), f"n{i}", window, result
             )
             for i, c in enumerate(bench.load)
         ]
@@ -408,8 +415,8 @@ async def mode_slow(bench: Bench, target: Target) -> dict[str, float]:
             out.append(
                 slow_probe_loop(
                     c,
-                    lambda cycle, i=i: f"slow{i}x{cycle % 4}@{target.service}",
-                    lambda cycle, i=i: f"fast{i}x{cycle % 4}@{target.service}",
+                    room_series(f"slow{i}x", target.service, 4),
+                    room_series(f"fast{i}x", target.service, 4),
                     f"p{i}",
                     window,
                     probe,

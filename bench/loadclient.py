@@ -49,7 +49,8 @@ class JoinRefusedError(Exception):
 
 @dataclass(slots=True)
 class Stanza:
-    """What the benchmark needs of a stanza; no tree, no text (except nothing at all)."""
+    """What the benchmark needs of a stanza: no tree and no character data, which keeps the
+    parser callbacks few and cheap. ``names`` lists the descendants' element names."""
 
     name: str
     attrs: dict[str, str]
@@ -65,7 +66,8 @@ class Connection(asyncio.Protocol):
     """One logged-in client stream.
 
     At most one coroutine waits on a connection at a time (``expect``); stanzas that do not
-    match are handed to ``on_other`` (fan-out listeners) or dropped.
+    match are handed to ``on_other`` (fan-out listeners, or a ``JoinLeaveCycler`` set as
+    ``driver``) or dropped.
     """
 
     def __init__(self, user: str, domain: str) -> None:
@@ -380,6 +382,10 @@ class JoinLeaveCycler:
         self.conn.on_other = self.on_stanza
         self._join()
 
+    def stop(self) -> None:
+        """Release the connection (also when the awaiting task is cancelled)."""
+        self._finish()
+
     def _finish(self) -> None:
         self.state = self.DONE
         if self.conn.driver is self:
@@ -459,7 +465,7 @@ async def join_leave_loop(
     try:
         await cycler.finished
     finally:
-        cycler._finish()
+        cycler.stop()
 
 
 async def _leave_quietly(conn: Connection, occupant: str) -> None:
@@ -584,7 +590,8 @@ async def big_room(
         expected = len(listeners)
         sender = listeners[0]
         for n in range(rounds):
-            await _settle(listeners)
+            # Give the previous round's stragglers a moment so rounds do not overlap.
+            await asyncio.sleep(0.05)
             msg_id = f"fan{n}"
             arrivals: list[float] = []
             done = asyncio.get_running_loop().create_future()
@@ -620,11 +627,6 @@ async def big_room(
     finally:
         await asyncio.gather(*(_leave_quietly(c, occ) for c, occ in joined))
     return result
-
-
-async def _settle(connections: list[Connection]) -> None:
-    """Give the previous round's stragglers a moment so rounds do not overlap."""
-    await asyncio.sleep(0.05)
 
 
 def percentile(samples: list[float], fraction: float) -> float:
