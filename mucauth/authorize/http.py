@@ -218,8 +218,8 @@ def _failure_kind(failure: Failure) -> tuple[ErrorKind, str]:
         # The caller gave up (the user left). Nobody acts on this Decision; it only keeps the
         # "never errbacks" promise.
         return "connection", CANCELLED
-    if failure.check(net_error.ConnectError):
-        # ConnectionRefusedError, DNSLookupError, TCPTimedOutError, ...
+    if failure.check(net_error.ConnectError, net_error.DNSLookupError):
+        # ConnectionRefusedError, TCPTimedOutError, ...; DNSLookupError is not a ConnectError.
         return "connection", f"{type(failure.value).__name__}: {failure.value}"
     # Agent wraps what happened on the connection in ResponseFailed / ResponseNeverReceived /
     # RequestTransmissionFailed, each holding a list of Failures in ``reasons``.
@@ -324,6 +324,7 @@ class HTTPAuthorizer:
         deadline = started + self._settings.timeout
         status: list[int] = []  # set once headers arrive, so failures after that can carry it
         timed_out: list[bool] = []
+        cancelled: list[bool] = []  # the caller gave up (the user left)
         unexpected: list[Failure] = []
 
         def exchange() -> Deferred[bytes]:
@@ -363,6 +364,10 @@ class HTTPAuthorizer:
                 timer.cancel()
             if timed_out:
                 return Decision.error("timeout", f"no answer in {self._settings.timeout} s")
+            if cancelled:
+                # Whatever the step that was interrupted made of it: a connection attempt
+                # cancelled while resolving the host name fails with DNSLookupError.
+                return Decision.error("connection", CANCELLED)
             kind, reason = _failure_kind(failure)
             if kind == "internal":
                 unexpected.append(failure)
@@ -379,11 +384,19 @@ class HTTPAuthorizer:
                 self._on_check(request, decision)
             return decision
 
+        def cancel(_: Deferred[Decision]) -> None:
+            cancelled.append(True)
+            body.cancel()
+
         body: Deferred[bytes] = self._semaphore.run(exchange)
         timer = self._reactor.callLater(self._settings.timeout, expire)
-        decided = body.addCallbacks(answered, failed)
-        decided.addCallback(complete)
-        decided.addErrback(_last_resort)
+        # The caller's Deferred is a separate one so its cancellation can be told apart from
+        # the deadline's; cancelling it cancels the exchange, which then fires it.
+        decided: Deferred[Decision] = Deferred(cancel)
+        outcome = body.addCallbacks(answered, failed)
+        outcome.addCallback(complete)
+        outcome.addErrback(_last_resort)
+        outcome.chainDeferred(decided)
         return decided
 
     def _headers(self) -> dict[bytes, list[bytes]]:

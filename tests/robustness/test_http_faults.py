@@ -14,12 +14,15 @@ import time
 from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks
+from twisted.internet.defer import Deferred, fail, gatherResults, inlineCallbacks
+from twisted.internet.error import DNSLookupError
 from twisted.internet.task import Clock, deferLater
+from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.words.protocols.jabber.jid import JID
 
-from mucauth.authorize.base import Decision, JoinRequest
+from mucauth.authorize.base import CANCELLED, Decision, JoinRequest
 from mucauth.authorize.http import HTTPAuthorizer
 from mucauth.settings import HTTPAuthSettings
 from tests.support.faults import (
@@ -222,3 +225,39 @@ class DeadlineQueueTests(SynchronousTestCase):
         self.assertEqual(client.requests, 2)
         clock.advance(1)
         self.assertEqual(self.successResultOf(second).kind, "timeout")
+
+
+class _Resolving:
+    """An HTTP client stuck resolving the service's host name, as Twisted's HostnameEndpoint
+    is: cancelled there, it fails with DNSLookupError, not CancelledError."""
+
+    def get(self, *args: Any, **kwargs: Any) -> Deferred[Any]:
+        def cancel(d: Deferred[Any]) -> None:
+            d.errback(DNSLookupError("Couldn't find the hostname 'auth.test'"))
+
+        return Deferred(cancel)
+
+
+class NameResolutionTests(SynchronousTestCase):
+    def test_unresolvable_host_is_a_connection_error_not_a_bug(self) -> None:
+        client = _Hung()
+        client.get = lambda *a, **k: fail(DNSLookupError("no such host"))  # type: ignore[method-assign]
+        auth = HTTPAuthorizer(
+            HTTPAuthSettings(url="http://auth.test/"), Clock(), http_client=client
+        )
+        decision = self.successResultOf(auth.authorize(join()))
+        self.assertEqual((decision.outcome, decision.kind), ("error", "connection"))
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_cancel_while_resolving_is_a_quiet_cancellation(self) -> None:
+        """The user left while the host name was being resolved: no traceback, no error line."""
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        auth = HTTPAuthorizer(
+            HTTPAuthSettings(url="http://auth.test/"), Clock(), http_client=_Resolving()
+        )
+        d = auth.authorize(join())
+        d.cancel()
+        decision = self.successResultOf(d)
+        self.assertEqual((decision.kind, decision.reason), ("connection", CANCELLED))
+        self.assertEqual(self.flushLoggedErrors(), [])
+        self.assertEqual([e["log_level"] for e in events], [LogLevel.debug])
