@@ -153,3 +153,35 @@ def trickle(interval: float, answer: bytes = OK_ANSWER) -> Behaviour:
 def open_fds() -> int:
     """File descriptors this process holds now (Linux)."""
     return len(os.listdir("/proc/self/fd"))
+
+
+def sockets_on_port(port: int) -> int:
+    """File descriptors of this process that are TCP sockets from or to ``port`` (Linux).
+
+    Unlike a plain count of descriptors, this ignores whatever else the process opens or closes
+    meanwhile (another test's client shutting down, the reactor's thread pool).
+    """
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                lines = f.readlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, remote, inode = fields[1], fields[2], fields[9]
+            if (
+                int(local.rsplit(":", 1)[1], 16) == port
+                or int(remote.rsplit(":", 1)[1], 16) == port
+            ):
+                inodes.add(inode)
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:[") and target[8:-1] in inodes:
+            count += 1
+    return count
