@@ -13,6 +13,7 @@ from twisted.words.xish import domish
 from wokkel.muc import NS_MUC
 
 from mucauth.muc import errors
+from mucauth.muc.jids import domain_jid, occupant_address, parse_jid, prepared_jid
 from mucauth.muc.room import HistoryOptions, prepare_nick, prepare_room_name
 from mucauth.settings import MUCSettings
 
@@ -42,7 +43,7 @@ class Address:
             return self.service.full()
         if self.nick is None:
             return self.room.full()
-        return JID(tuple=(self.room.user, self.room.host, self.nick)).full()
+        return occupant_address(self.room, self.nick)
 
     @property
     def is_service(self) -> bool:
@@ -107,7 +108,7 @@ def parse_sender(raw: str) -> JID | None:
     if node == "" or resource == "":
         return None
     try:
-        return JID(raw)
+        return parse_jid(raw)
     except InvalidFormat:
         return None
 
@@ -119,7 +120,7 @@ def parse_address(raw: str, settings: MUCSettings) -> Address | None:
     if _octets(host) > MAX_JID_PART:
         return None
     try:
-        service = JID(tuple=(None, host, None))
+        service = domain_jid(host)
     except InvalidFormat:
         return None
     if not at:
@@ -128,7 +129,7 @@ def parse_address(raw: str, settings: MUCSettings) -> Address | None:
         name = prepare_room_name(node, settings.max_room_name_length)
     except errors.MUCError as e:
         return Address(service, error=e, has_resource=bool(slash))
-    room = JID(tuple=(name, service.host, None))
+    room = prepared_jid(name, service.host)
     if not resource:
         return Address(service, room)
     try:

@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Literal
 
 from twisted.words.protocols.jabber.jid import JID
@@ -32,6 +33,7 @@ from mucauth.muc.errors import (
     RoomFull,
     RoomNameNotAcceptable,
 )
+from mucauth.muc.jids import prepared_jid
 
 Role = Literal["moderator", "participant", "visitor", "none"]
 Affiliation = Literal["owner", "admin", "member", "none", "outcast"]
@@ -40,7 +42,13 @@ Affiliation = Literal["owner", "admin", "member", "none", "outcast"]
 # stringprep so a megabyte "nick" costs nothing.
 _MAX_RAW_PART = 1023
 
+# Room names and nicks come back with every join, leave and message (and stringprep costs up to
+# ~100 µs per name), so prepared names are remembered; bounded, so memory stays flat. Refusals
+# raise and are not remembered.
+PREPARED_CACHE_SIZE = 4096
 
+
+@lru_cache(maxsize=PREPARED_CACHE_SIZE)
 def prepare_nick(raw: str | None, max_length: int) -> str:
     """Return the nick as the room will store it, or raise why it cannot be one.
 
@@ -64,6 +72,7 @@ def prepare_nick(raw: str | None, max_length: int) -> str:
     return nick
 
 
+@lru_cache(maxsize=PREPARED_CACHE_SIZE)
 def prepare_room_name(raw: str | None, max_length: int) -> str:
     """Return the nodeprepped room name, or raise: the node part is the room's identity."""
     if not raw:
@@ -180,7 +189,7 @@ class Room:
         history_size: int = 20,
         salt: bytes | None = None,
     ) -> None:
-        self.jid = JID(tuple=(jid.user, jid.host, None))
+        self.jid = jid if jid.resource is None else prepared_jid(jid.user, jid.host)
         self.created = created
         self.config = config if config is not None else RoomConfig()
         self.subject: Subject | None = None

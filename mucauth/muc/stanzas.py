@@ -19,6 +19,7 @@ from wokkel.delay import Delay
 from wokkel.muc import NS_MUC, NS_MUC_USER, STATUS_CODE
 
 from mucauth.muc import errors
+from mucauth.muc.jids import occupant_address
 from mucauth.muc.room import Occupant, Room
 from mucauth.settings import ErrorCondition
 
@@ -141,7 +142,7 @@ def occupant_presence(
     ``real_jid`` names the session when it is no longer in ``occupant.sessions`` (it just left).
     """
     presence = domish.Element((None, "presence"))
-    presence["from"] = JID(tuple=(room.jid.user, room.jid.host, nick or occupant.nick)).full()
+    presence["from"] = occupant_address(room.jid, nick or occupant.nick)
     presence["to"] = to.full()
     if unavailable:
         presence["type"] = "unavailable"
@@ -176,7 +177,7 @@ def groupchat_message(
 ) -> domish.Element:
     """A reflected (or, with ``delay``, replayed) groupchat message, keeping the sender's id."""
     message = domish.Element((None, "message"))
-    message["from"] = JID(tuple=(room.jid.user, room.jid.host, nick)).full()
+    message["from"] = occupant_address(room.jid, nick)
     message["to"] = to.full()
     message["type"] = "groupchat"
     if stanza_id:
@@ -194,7 +195,7 @@ def subject_message(room: Room, to: JID) -> domish.Element:
     message = domish.Element((None, "message"))
     subject = room.subject
     if subject is not None and subject.nick:
-        message["from"] = JID(tuple=(room.jid.user, room.jid.host, subject.nick)).full()
+        message["from"] = occupant_address(room.jid, subject.nick)
     else:
         message["from"] = room.jid.full()
     message["to"] = to.full()
@@ -214,7 +215,7 @@ def private_message(
 ) -> domish.Element:
     """A private message relayed from one occupant JID to the target's session."""
     message = domish.Element((None, "message"))
-    message["from"] = JID(tuple=(room.jid.user, room.jid.host, sender.nick)).full()
+    message["from"] = occupant_address(room.jid, sender.nick)
     message["to"] = to.full()
     for attr in ("type", "id"):
         if original.getAttribute(attr):
