@@ -6,7 +6,7 @@ user joining the same room with the same nick are one question.
 
 from __future__ import annotations
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -27,6 +27,7 @@ class _Flight:
     def __init__(self) -> None:
         self.inner: Deferred[Decision] | None = None
         self.waiters: list[Deferred[Decision]] = []
+        self.cancelled = False  # every waiter left and the inner check was cancelled
 
 
 @implementer(IJoinAuthorizer)
@@ -68,6 +69,10 @@ class SingleFlightAuthorizer:
         if self._flights.get(key) is flight:
             del self._flights[key]
         if isinstance(result, Failure):
+            if flight.cancelled and result.check(CancelledError):
+                # We cancelled it, and a Deferred that honours a cancellation errbacks with
+                # CancelledError: the promise was kept, and nobody waits for an answer.
+                return
             log.failure("authorizer broke its promise and errbacked", result)
             result = Decision.error("internal", type(result.value).__name__)
         waiters, flight.waiters = flight.waiters, []
@@ -83,6 +88,7 @@ class SingleFlightAuthorizer:
         if self._flights.get(key) is flight:
             del self._flights[key]
         if flight.inner is not None:
+            flight.cancelled = True
             flight.inner.cancel()
 
 

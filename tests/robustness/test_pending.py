@@ -15,9 +15,11 @@ from twisted.internet.defer import Deferred, fail
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
 from twisted.words.protocols.jabber.jid import JID
 
-from mucauth.authorize.base import Decision, JoinRequest
+from mucauth.authorize.base import CANCELLED, Decision, JoinRequest
+from mucauth.authorize.cache import SingleFlightAuthorizer
 from mucauth.settings import MUCSettings
 from tests.muc.support import (
     ALICE,
@@ -26,6 +28,7 @@ from tests.muc.support import (
     CAROL,
     ROOM,
     SERVICE,
+    ManualAuthorizer,
     ServiceTestCase,
     error_of,
     iq,
@@ -178,3 +181,26 @@ class RegistrationAnswerTests(ServiceTestCase):
         self.assertEqual(self.auth.cancelled, [self.auth.requests[-1]])
         self.assertEqual(self.take(), [])
         self.assertNotIn("bob", [o.nick for o in self.service.rooms[JID(ROOM)]])
+
+
+class SingleFlightCancelTests(SynchronousTestCase):
+    """A user leaving cancels the check; an inner authorizer that honours the cancellation the
+    Twisted way (its Deferred errbacks CancelledError) has kept its promise."""
+
+    def test_cancelled_inner_check_is_not_a_broken_promise(self) -> None:
+        inner = ManualAuthorizer()
+        flight = SingleFlightAuthorizer(inner)
+        d = flight.authorize(JoinRequest(JID(ALICE), JID(ROOM), "alice"))
+        d.cancel()
+        decision = self.successResultOf(d)
+        self.assertEqual((decision.kind, decision.reason), ("connection", CANCELLED))
+        self.assertEqual(len(inner.cancelled), 1)
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_inner_errback_without_cancellation_is_still_reported(self) -> None:
+        inner = ManualAuthorizer()
+        flight = SingleFlightAuthorizer(inner)
+        d = flight.authorize(JoinRequest(JID(ALICE), JID(ROOM), "alice"))
+        inner.calls[0][1].errback(RuntimeError("bug"))
+        self.assertEqual(self.successResultOf(d).kind, "internal")
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)

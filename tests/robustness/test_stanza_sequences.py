@@ -40,6 +40,7 @@ from wokkel.test.helpers import TestableStreamManager
 from zope.interface import implementer
 
 from mucauth.authorize.base import Decision, IJoinAuthorizer, JoinRequest
+from mucauth.authorize.cache import CachingAuthorizer, SingleFlightAuthorizer
 from mucauth.muc.service import MUCService
 from mucauth.settings import MUCSettings
 from tests.muc.support import NS_MUC, SERVICE, START, codes, iq, message, presence
@@ -122,6 +123,8 @@ class Run:
     manager: TestableStreamManager
     auth: PolicyAuthorizer
     limits: MUCSettings
+    clock: Clock = field(default_factory=Clock)
+    layered: bool = False
     out: list[domish.Element] = field(default_factory=list)
     iqs: dict[str, str] = field(default_factory=dict)  # id -> sender
     failures: list[dict[str, Any]] = field(default_factory=list)
@@ -177,6 +180,7 @@ OPERATIONS = st.one_of(
     st.tuples(st.just("bounce"), user_, room_, st.sampled_from(["gone", "bad-request"])),
     st.tuples(st.just("answer"), st.integers(0, 20)),
     st.tuples(st.just("answer"), st.integers(0, 20)),
+    st.tuples(st.just("tick"), st.sampled_from([1.0, 6.0])),
 )
 
 SETTINGS = st.builds(
@@ -189,16 +193,23 @@ SETTINGS = st.builds(
 
 
 class StanzaSequenceTests(SynchronousTestCase):
-    def start(self, limits: MUCSettings, authorize_registration: bool) -> Run:
+    def start(
+        self, limits: MUCSettings, authorize_registration: bool, layered: bool = False
+    ) -> Run:
+        """``layered``: the policy sits behind the cache and single-flight layers the real
+        gate has, so answers are shared between sessions and reused for a while."""
         clock = Clock()
         clock.advance(START)
         auth = PolicyAuthorizer()
+        front: IJoinAuthorizer = auth
+        if layered:
+            front = CachingAuthorizer(SingleFlightAuthorizer(auth), 5.0, clock)
         service = MUCService(
-            auth, limits, clock=clock, authorize_registration=authorize_registration
+            front, limits, clock=clock, authorize_registration=authorize_registration
         )
         manager = TestableStreamManager()
         service.setHandlerParent(manager)
-        run = Run(service, manager, auth, limits)
+        run = Run(service, manager, auth, limits, clock=clock, layered=layered)
 
         def observe(event: dict[str, Any]) -> None:
             if event.get("log_failure") is not None:
@@ -239,6 +250,9 @@ class StanzaSequenceTests(SynchronousTestCase):
                 f" type='error'><error type='cancel'><{condition} xmlns='{NS_STANZAS}'/>"
                 "</error></message>"
             )
+        elif kind == "tick":
+            run.clock.advance(op[1])
+            run.collect()
         else:
             run.release(op[1])
 
@@ -251,9 +265,14 @@ class StanzaSequenceTests(SynchronousTestCase):
                 self.assertTrue(occupant.sessions, where)
                 for session in occupant.sessions:
                     self.assertNotIn(session.userhost(), DENIED | FAILING, where)
+                    if run.layered:  # a yes is shared by every session of the bare JID
+                        allowed = {(user.userhost(), room) for user, room in run.auth.allowed}
+                        wanted: tuple[Any, JID] = (session.userhost(), room_jid)
+                    else:
+                        allowed, wanted = run.auth.allowed, (session, room_jid)
                     self.assertIn(
-                        (session, room_jid),
-                        run.auth.allowed,
+                        wanted,
+                        allowed,
                         f"{where}: {session.full()} is in {room_jid.full()} without a yes",
                     )
         pending = dict(service._pending)
@@ -335,6 +354,41 @@ class StanzaSequenceTests(SynchronousTestCase):
                 run.send(presence(user, room + "/x", type="unavailable"))
         self.check_state(run, "after everyone left")
         self.assertEqual(dict(run.service.rooms), {})
+
+    @settings(
+        max_examples=100,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    # Found by this property: a user leaving cancelled the check, the policy's Deferred
+    # errbacked CancelledError as cancelled Deferreds do, and single-flight logged a critical
+    # "broken promise".
+    @example(
+        limits=MUCSettings(),
+        authorize_registration=False,
+        operations=[("join", 0, 0, 0, False), ("leave", 0, 0, 0)],
+    )
+    @given(
+        limits=SETTINGS,
+        authorize_registration=st.booleans(),
+        operations=st.lists(OPERATIONS, max_size=30),
+    )
+    def test_promises_hold_behind_cache_and_single_flight(
+        self,
+        limits: MUCSettings,
+        authorize_registration: bool,
+        operations: list[tuple[Any, ...]],
+    ) -> None:
+        """The same promises with the real gate's layers in front of the policy: a shared or
+        cached answer never lets in someone the policy refused."""
+        run = self.start(limits, authorize_registration, layered=True)
+        self.run_operations(run, operations)
+        while run.auth.held:
+            run.release(0)
+            self.check_state(run, "answering what was left")
+        self.assertEqual(run.service.pending_checks, 0)
+        self.check_iq_answers(run)
 
     @settings(
         max_examples=100,
