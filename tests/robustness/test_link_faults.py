@@ -15,6 +15,7 @@ and under ``pytest -p no:twisted``.
 
 from __future__ import annotations
 
+import re
 import time
 import unittest
 from typing import Any
@@ -100,7 +101,7 @@ class LinkFaultTests(unittest.TestCase):
         logins = stack.component_logins()
         stack.proxy.refuse()
         stack.proxy.cut()
-        time.sleep(3 * CAP)  # several refused attempts: the backoff reaches its cap
+        time.sleep(2 * CAP)  # refused attempts: the backoff reaches its cap
         stack.proxy.accept()
         self.assertLess(self.wait_reconnected(stack, logins, CAP + SLACK), CAP + SLACK)
         result = stack.client("alice").join(stack.room("after"), "alice")
@@ -157,3 +158,41 @@ class LinkFaultTests(unittest.TestCase):
         refusal = carol.wait_presence(stack.room("slow") + "/carol", "error", timeout=5)
         self.assertEqual((refusal.id, refusal.condition), ("c1", "service-unavailable"))
         self.assert_clean_log(stack)
+
+
+class HostileTrafficTests(unittest.TestCase):
+    """Through a real Prosody, the hostile corpus never costs the component link: an answer
+    with a bad ``from`` would make Prosody close the stream for every room at once."""
+
+    def test_hostile_stanzas_never_cost_the_link(self) -> None:
+        from tests.muc.support import SERVICE
+        from tests.robustness.test_stanza_corpus import HISTORY_REQUESTS, HOSTILE
+
+        stack = LinkFaultStack("hostile", rules=RULES, users=("alice", "bob"))
+        self.addCleanup(stack.stop)
+        stack.start()
+        logins = stack.component_logins()
+        domain = stack.prosody.component_domain
+        alice, bob = stack.client("alice"), stack.client("bob")
+        self.assertTrue(alice.join(stack.room("lobby"), "alice").ok)
+        sent = 0
+        for label, xml, _expected in HOSTILE:
+            if "from" in label or "100 000" in label:
+                continue  # Prosody sets from itself and refuses oversized addresses
+            xml = xml.replace(" xmlns='jabber:component:accept'", "").replace(SERVICE, domain)
+            xml = re.sub(r" from='[^']*'", "", xml)
+            bob.raw(xml)
+            sent += 1
+        for request in HISTORY_REQUESTS:
+            bob.raw(
+                f"<presence to='{stack.room('lobby')}/bob'><x xmlns='{NS_MUC}'>{request}</x>"
+                "</presence>"
+            )
+            bob.raw(f"<presence to='{stack.room('lobby')}/bob' type='unavailable'/>")
+        self.assertGreater(sent, 30)
+        self.assertEqual(alice.self_ping(stack.room("lobby") + "/alice"), "result")
+        result = bob.join(stack.room("after"), "bob")
+        self.assertTrue(result.ok, result.describe() + stack.diagnostics())
+        self.assertEqual(stack.component_logins(), logins, "the component link was lost")
+        self.assertNotIn("invalid-from", stack.prosody.log_text())
+        self.assertNotIn("Traceback", stack.mucauth_log())
