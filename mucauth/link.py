@@ -16,7 +16,7 @@ from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet import defer
-from twisted.internet.interfaces import IConnector
+from twisted.internet.interfaces import IConnector, ITCPTransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.words.protocols.jabber import component as jabber_component
@@ -155,6 +155,12 @@ class ComponentLink(Component):
 
     def _opened(self, xs: xmlstream.XmlStream) -> None:
         self._closed = defer.Deferred()
+        # Every stanza is latency: a presence waiting for the ACK of the previous segment
+        # (Nagle's algorithm against the server's delayed ACK) waits up to ~40 ms. Twisted
+        # already sends what one reactor turn wrote in one go, which is all Nagle would add.
+        tcp = ITCPTransport(xs.transport, None)
+        if tcp is not None:
+            tcp.setTcpNoDelay(True)
 
     def _ended(self, reason: Failure) -> None:
         # XmlStream.connectionLost dispatches STREAM_END_EVENT: the socket is closed by now.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Callable
@@ -142,6 +143,16 @@ class ProsodyLinkTests(TestCase):
             ("127.0.0.1", self.prosody.component_port, "rooms.localhost"),
         )
         self.assertIsNotNone(link.xmlstream)
+
+    @inlineCallbacks
+    def test_link_socket_has_nagle_off(self) -> Any:
+        """Stanzas leave at once instead of waiting for the server's delayed ACK."""
+        link = self.start_link(self.prosody.component_secret, max_delay=2)
+        link.startService()
+        yield self.wait_for(lambda: self.log.named("authenticated"), 5)
+        assert link.xmlstream is not None
+        handle = link.xmlstream.transport.getHandle()
+        self.assertTrue(handle.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
 
     @inlineCallbacks
     def test_wrong_secret_is_logged_and_backs_off(self) -> Any:
