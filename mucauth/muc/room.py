@@ -343,6 +343,10 @@ class Room:
     def history_entries(self) -> list[HistoryEntry]:
         return list(self._history)
 
+    @property
+    def has_history(self) -> bool:
+        return bool(self._history)
+
     def history(self, options: HistoryOptions, now: datetime) -> list[HistoryEntry]:
         """The newest entries that satisfy every limit at once, oldest first.
 

@@ -454,7 +454,10 @@ class MUCService(XMPPHandler):
         self.send(
             stanzas.occupant_presence(room, occupant, user, show_jid=True, statuses=own_codes)
         )
-        for entry in room.history(history_options(presence), self._now()):
+        # Most joins create a room or enter a quiet one: no history to pick, so the join's
+        # <history/> wish is not even read.
+        history = room.history(history_options(presence), self._now()) if room.has_history else []
+        for entry in history:
             stored: _Stored = entry.payload  # type: ignore[assignment]
             self.send(
                 stanzas.groupchat_message(
