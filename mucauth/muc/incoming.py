@@ -19,6 +19,9 @@ from mucauth.settings import MUCSettings
 
 _MAX_HISTORY_NUMBER = 10**9  # larger values in <history/> mean "no limit"
 MAX_JID_PART = 1023  # RFC 7622 section 3: octets in each of localpart, domainpart, resourcepart
+# A character is at most 4 octets in UTF-8: text this short has no part over MAX_JID_PART, which
+# spares every ordinary stanza the splitting and encoding of its addresses.
+_ALWAYS_SHORT = MAX_JID_PART // 4
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,8 @@ def oversized_part(raw: str) -> str | None:
     Stringprep costs about 9 ms per KB and runs on the reactor thread: a megabyte address would
     stall every room for seconds, so the length is checked before any parsing.
     """
+    if len(raw) <= _ALWAYS_SHORT:
+        return None
     for name, part in zip(("localpart", "domainpart", "resourcepart"), split_jid(raw), strict=True):
         if part is not None and _octets(part) > MAX_JID_PART:
             return name
@@ -93,6 +98,8 @@ def oversized_domain(raw: str) -> str | None:
     A ``to`` is checked only for its domain: an oversized room name or nick is refused with an
     answer by :func:`parse_address`, an oversized domain cannot even be answered from.
     """
+    if len(raw) <= _ALWAYS_SHORT:
+        return None
     return "domainpart" if _octets(split_jid(raw)[1]) > MAX_JID_PART else None
 
 
