@@ -8,6 +8,13 @@ and nothing says why. Here the backoff is reset only once the handshake succeeds
 capped by ``reconnect_max_delay``, and every step of the link is one structured log event:
 connecting, authenticated, authentication failed (with the stream error condition), disconnected
 and reconnect scheduled. The secret is never logged.
+
+A link that was up for a while and drops is retried at once, not after the first backoff step:
+the usual cause is a server restart or a network blip, this process's rooms are unreachable
+meanwhile (behind ejabberd's domain_balancing the server drops their stanzas without a word),
+and one immediate attempt costs nothing. If it fails, the normal backoff follows. A link dropped
+soon after its handshake (another process taking the component domain over) gets no immediate
+retry, so two processes fighting over one domain cannot spin.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet import defer
-from twisted.internet.interfaces import IConnector, ITCPTransport
+from twisted.internet.interfaces import IConnector, IReactorTime, ITCPTransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.words.protocols.jabber import component as jabber_component
@@ -30,7 +37,10 @@ from mucauth.settings import ComponentSettings
 __all__ = ["ComponentLink", "LinkFactory"]
 
 # The stream errors that mean "your credentials are wrong", as opposed to "go away for now".
-AUTH_CONDITIONS = frozenset({"not-authorized", "host-unknown", "invalid-from", "conflict"})
+AUTH_CONDITIONS = frozenset({"not-authorized", "host-unknown", "invalid-from"})
+
+# Seconds an authenticated link must have lasted for its loss to be retried immediately.
+STABLE_LINK = 5.0
 
 
 def _describe(reason: Failure | None) -> str:
@@ -49,6 +59,7 @@ class LinkFactory(xmlstream.XmlStreamFactory):
         super().__init__(authenticator)
         self.jid = jid
         self.last_stream_error: str | None = None
+        self._up_since: float | None = None  # when the current link authenticated
         self.addBootstrap(xmlstream.STREAM_AUTHD_EVENT, self._authenticated)
         self.addBootstrap(xmlstream.STREAM_ERROR_EVENT, self._stream_error)
 
@@ -71,8 +82,16 @@ class LinkFactory(xmlstream.XmlStreamFactory):
             link_event="connecting",
         )
 
+    def _clock(self) -> IReactorTime:
+        if self.clock is None:
+            from twisted.internet import reactor
+
+            self.clock = reactor  # type: ignore[assignment]  # Twisted types it as None
+        return self.clock  # type: ignore[return-value]
+
     def _authenticated(self, xs: xmlstream.XmlStream) -> None:
         self.resetDelay()
+        self._up_since = self._clock().seconds()
         self.log.info(
             "component link: authenticated as {jid}",
             jid=self.jid.full(),
@@ -83,7 +102,19 @@ class LinkFactory(xmlstream.XmlStreamFactory):
         condition = getattr(reason.value, "condition", None) or "undefined-condition"
         self.last_stream_error = condition
         text = getattr(reason.value, "text", None) or ""
-        if condition in AUTH_CONDITIONS:
+        if condition == "conflict":
+            # Prosody allows one connection per component domain (component_conflict_resolve
+            # kick_new): this process is a standby until the other connection goes away.
+            self.log.warn(
+                "component link: {jid} is already connected from elsewhere: {condition} {text}"
+                " (this process keeps retrying as a standby; to share rooms between processes,"
+                " see 'Scaling out' in the README)",
+                jid=self.jid.full(),
+                condition=condition,
+                text=text,
+                link_event="conflict",
+            )
+        elif condition in AUTH_CONDITIONS:
             self.log.error(
                 "component link: the server refused {jid}: {condition} {text}"
                 " (check the component secret and the server's component domain)",
@@ -118,6 +149,11 @@ class LinkFactory(xmlstream.XmlStreamFactory):
         super().clientConnectionLost(connector, reason)
 
     def retry(self, connector: IConnector | None = None) -> None:
+        up_since, self._up_since = self._up_since, None
+        stable = up_since is not None and self._clock().seconds() - up_since >= STABLE_LINK
+        if stable and self.continueTrying:
+            self._reconnect_now(connector)
+            return
         super().retry(connector)
         call = self._callID
         if call is not None and call.active():
@@ -128,6 +164,24 @@ class LinkFactory(xmlstream.XmlStreamFactory):
                 retries=self.retries,
                 link_event="reconnect_scheduled",
             )
+
+    def _reconnect_now(self, connector: IConnector | None) -> None:
+        """One attempt right away; the backoff, still at its first step, follows if it fails."""
+        target = connector if connector is not None else self.connector
+        if target is None:
+            raise ValueError("no connector to retry")
+
+        def reconnect() -> None:
+            self._callID = None
+            target.connect()
+
+        self._callID = self._clock().callLater(0, reconnect)  # type: ignore[assignment]
+        self.log.info(
+            "component link: reconnecting now",
+            delay=0.0,
+            retries=self.retries,
+            link_event="reconnect_scheduled",
+        )
 
 
 class ComponentLink(Component):

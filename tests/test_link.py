@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from twisted.internet import reactor, task
+from twisted.internet import error, reactor, task
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.logger import LogEvent, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
@@ -20,7 +20,7 @@ from twisted.words.protocols.jabber import xmlstream
 from twisted.words.protocols.jabber.error import StreamError
 from twisted.words.protocols.jabber.jid import JID
 
-from mucauth.link import ComponentLink, LinkFactory
+from mucauth.link import STABLE_LINK, ComponentLink, LinkFactory
 from mucauth.settings import ComponentSettings, Secret
 from tests.support.prosody import ProsodyServer
 
@@ -88,6 +88,93 @@ class LinkFactoryTests(SynchronousTestCase):
         [event] = log.named("authentication_failed")
         self.assertEqual(event["condition"], "not-authorized")
         self.assertIn("not-authorized", formatEvent(event))
+
+
+class CountingConnector:
+    """Stands in for the TCP connector: counts the connection attempts the factory makes."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+
+    def connect(self) -> None:
+        self.attempts += 1
+
+    def stopConnecting(self) -> None:
+        raise error.NotConnectingError()
+
+    def getDestination(self) -> None:
+        return None
+
+
+class ReconnectTests(SynchronousTestCase):
+    """A link that was up and drops is retried at once; then the usual backoff applies."""
+
+    def setUp(self) -> None:
+        self.log = EventLog(self)
+        self.clock = task.Clock()
+        authenticator = jabber_component.ConnectComponentAuthenticator("rooms.localhost", "x")
+        self.factory = LinkFactory(authenticator, JID("rooms.localhost"))
+        self.factory.clock = self.clock
+        self.factory.jitter = 0
+        self.connector = CountingConnector()
+
+    def link_up_then_lost(self, lasted: float) -> None:
+        xs = self.factory.buildProtocol(None)
+        xs.dispatch(xs, xmlstream.STREAM_AUTHD_EVENT)
+        self.clock.advance(lasted)
+        self.factory.clientConnectionLost(
+            self.connector,  # type: ignore[arg-type]
+            Failure(error.ConnectionDone()),
+        )
+
+    def delays(self) -> list[float]:
+        return [round(e["delay"], 3) for e in self.log.named("reconnect_scheduled")]
+
+    def test_a_stable_link_that_drops_is_retried_at_once(self) -> None:
+        self.link_up_then_lost(STABLE_LINK)
+        self.clock.advance(0)
+        self.assertEqual(self.connector.attempts, 1)
+        # The server is still away: the backoff starts from its first step, not beyond it.
+        self.factory.clientConnectionFailed(
+            self.connector,  # type: ignore[arg-type]
+            Failure(error.ConnectionRefusedError()),
+        )
+        self.factory.clientConnectionFailed(
+            self.connector,  # type: ignore[arg-type]
+            Failure(error.ConnectionRefusedError()),
+        )
+        self.assertEqual(self.delays(), [0.0, 1.0, 2.718])
+
+    def test_a_link_lost_soon_after_its_handshake_backs_off(self) -> None:
+        """Two processes kicking each other off one domain must not reconnect in a loop."""
+        self.link_up_then_lost(STABLE_LINK / 2)
+        self.clock.advance(0.5)
+        self.assertEqual(self.connector.attempts, 0)
+        self.assertEqual(self.delays(), [1.0])
+
+    def test_each_stable_link_earns_one_immediate_retry(self) -> None:
+        self.link_up_then_lost(STABLE_LINK)
+        self.clock.advance(0)
+        self.link_up_then_lost(STABLE_LINK + 60)
+        self.clock.advance(0)
+        self.assertEqual(self.connector.attempts, 2)
+        self.assertEqual(self.delays(), [0.0, 0.0])
+
+    def test_stopping_cancels_the_immediate_retry(self) -> None:
+        self.link_up_then_lost(STABLE_LINK)
+        self.factory.stopTrying()
+        self.clock.advance(1)
+        self.assertEqual(self.connector.attempts, 0)
+
+    def test_conflict_is_a_standby_not_a_wrong_secret(self) -> None:
+        xs = self.factory.buildProtocol(None)
+        xs.dispatch(
+            Failure(StreamError("conflict", "Component already connected")),
+            xmlstream.STREAM_ERROR_EVENT,
+        )
+        [event] = self.log.named("conflict")
+        self.assertIn("standby", formatEvent(event) or "")
+        self.assertEqual(self.log.named("authentication_failed"), [])
 
 
 class ProsodyLinkTests(TestCase):
@@ -172,6 +259,24 @@ class ProsodyLinkTests(TestCase):
         for event in self.log.events:
             self.assertNotIn(WRONG_SECRET, repr(event))
             self.assertNotIn(WRONG_SECRET, formatEvent(event) or "")
+
+    @inlineCallbacks
+    def test_second_link_for_one_domain_waits_as_a_standby(self) -> Any:
+        """Prosody takes one connection per component domain and refuses the next with
+        'conflict'; that process keeps retrying and takes over once the first goes away."""
+        first = self.start_link(self.prosody.component_secret, max_delay=0.5)
+        first.startService()
+        yield self.wait_for(lambda: self.log.named("authenticated"), 5)
+        second = self.start_link(self.prosody.component_secret, max_delay=0.5)
+        fast_backoff(second.factory, 0.2)
+        second.startService()
+        yield self.wait_for(lambda: self.log.named("conflict"), 5)
+        self.assertEqual(self.log.named("authentication_failed"), [])
+        yield first.stopService()
+        started = time.monotonic()
+        yield self.wait_for(lambda: len(self.log.named("authenticated")) >= 2, 5)
+        self.assertLess(time.monotonic() - started, 0.5 + 0.5)
+        self.assertIsNotNone(second.xmlstream)
 
     @inlineCallbacks
     def test_reconnects_after_server_restart_within_the_cap(self) -> Any:
