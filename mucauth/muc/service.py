@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.interfaces import IReactorTime
@@ -54,6 +54,22 @@ from mucauth.settings import ErrorCondition, MUCSettings
 
 DENY_TEXT = "You are not allowed to enter this room"
 FAILURE_TEXT = "Room authorization is unavailable, try again later"
+
+# The decision event's text form; the JSON form carries every field (see _log_decision).
+_DECISION_FORMAT = (
+    "{action} {outcome} user={user} room={room} nick={nick} source={source}"
+    " latency_ms={latency_ms} reason={reason}"
+)
+_ERROR_FORMAT = (
+    "{action} {outcome} ({kind}) user={user} room={room} nick={nick} source={source}"
+    " latency_ms={latency_ms} reason={reason}"
+)
+_OVERLOAD_FORMATS = {
+    "service": "{action} {outcome} ({kind}): {count} checks pending service-wide"
+    " user={user} room={room} nick={nick}",
+    "user": "{action} {outcome} ({kind}): {count} checks pending for user={user}"
+    " room={room} nick={nick}",
+}
 
 # Rooms have no roster: subscription requests and probes are dropped without an answer.
 _IGNORED_PRESENCE = frozenset({"subscribe", "subscribed", "unsubscribe", "unsubscribed", "probe"})
@@ -620,22 +636,10 @@ class MUCService(XMPPHandler):
     ) -> None:
         bare = request.user.userhost()
         if len(self._pending) >= self.settings.max_pending_checks:
-            self.log.warn(
-                "join refused: {count} checks pending service-wide user={user} room={room}",
-                count=len(self._pending),
-                user=request.user.full(),
-                room=request.room.full(),
-            )
-            self._report(request, Decision.error("overload", "too many checks pending"))
+            self._overloaded(request, "service", len(self._pending))
             raise errors.Overloaded()
         if self._pending_per_user[bare] >= self.settings.max_pending_per_user:
-            self.log.warn(
-                "join refused: {count} checks pending for user={user} room={room}",
-                count=self._pending_per_user[bare],
-                user=request.user.full(),
-                room=request.room.full(),
-            )
-            self._report(request, Decision.error("overload", "too many checks pending for user"))
+            self._overloaded(request, "user", self._pending_per_user[bare])
             raise errors.Overloaded()
         pending = _Pending(request, stanza, context, on_allow, self._clock.seconds())
         self._pending[pending.key] = pending
@@ -647,6 +651,43 @@ class MUCService(XMPPHandler):
         pending.deferred = d
         d.addCallbacks(
             self._decided, self._authorizer_failed, callbackArgs=(pending,), errbackArgs=(pending,)
+        )
+
+    def _overloaded(
+        self, request: JoinRequest, limit: Literal["service", "user"], count: int
+    ) -> None:
+        """A refusal decided here, before any check: logged and counted like the others."""
+        reason = "too many checks pending" + (" for user" if limit == "user" else "")
+        decision = Decision.error("overload", reason).with_details(source="service")
+        self._log_decision(request, decision, 0.0, _OVERLOAD_FORMATS[limit], count=count)
+        self._report(request, decision)
+
+    def _log_decision(
+        self,
+        request: JoinRequest,
+        decision: Decision,
+        elapsed: float,
+        text_format: str | None = None,
+        **extra: Any,
+    ) -> None:
+        """The one event per decision (``mucauth_event="decision"``): allow and deny at info,
+        error at warn, where an operator looks for trouble. ``latency_ms`` is what the user
+        waited; the gate's own figures (HTTP status, source) come from the Decision."""
+        emit = self.log.warn if decision.is_error else self.log.info
+        emit(
+            text_format or (_ERROR_FORMAT if decision.is_error else _DECISION_FORMAT),
+            mucauth_event="decision",
+            action=request.action,
+            outcome=decision.outcome,
+            kind=decision.kind,
+            source=decision.source,
+            status=decision.status,
+            user=request.user.full(),
+            room=request.room.full(),
+            nick=request.nick,
+            reason=decision.reason,
+            latency_ms=round(elapsed * 1000, 1),
+            **extra,
         )
 
     def _report(self, request: JoinRequest, decision: Decision) -> None:
@@ -676,23 +717,15 @@ class MUCService(XMPPHandler):
         if failure.check(CancelledError) and self._pending.get(pending.key) is not pending:
             return None
         self.log.failure("authorizer failed instead of answering", failure)
-        self._decided(Decision.error("internal", "authorizer failed"), pending)
+        failed = Decision.error("internal", "authorizer failed").with_details(source="service")
+        self._decided(failed, pending)
         return None
 
     def _decided(self, decision: Decision, pending: _Pending) -> None:
         if not self._forget(pending):
             return  # the user left, the link dropped, or the service shut down meanwhile
         request = pending.request
-        self.log.info(
-            "{action} {outcome} user={user} room={room} nick={nick} reason={reason} ms={ms}",
-            action=request.action,
-            outcome=decision.outcome,
-            user=request.user.full(),
-            room=request.room.full(),
-            nick=request.nick,
-            reason=decision.reason,
-            ms=round((self._clock.seconds() - pending.started) * 1000),
-        )
+        self._log_decision(request, decision, self._clock.seconds() - pending.started)
         self._report(request, decision)
         try:
             if decision.is_allowed:
