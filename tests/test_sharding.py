@@ -9,7 +9,8 @@ These tests run the real thing (ejabberd, the example auth service, two ``twistd
 check what an operator relies on: no room is ever split between processes; a process that dies
 takes only its own rooms with it (ejabberd then drops their stanzas silently: no bounce, no
 error); and a restarted process takes its slot back, so the same rooms come back to it and
-their users rejoin through the gate again.
+their users rejoin through the gate again. After an ejabberd restart every instance reconnects
+by itself and the rooms spread over all of them again.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import shutil
 import signal
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from examples._stack import tail, write_tap_conf
@@ -37,6 +39,11 @@ RULES = {
         {"user": "*", "room": "*"},
     ]
 }
+
+
+def authenticated_since(instance: MucauthProcess, offset: int) -> Callable[[], bool]:
+    """True once the instance's log, past ``offset``, says its link authenticated."""
+    return lambda: AUTHENTICATED in instance.log_text()[offset:]
 
 
 class Shards:
@@ -74,22 +81,36 @@ class Shards:
                 self.instances.append(MucauthProcess(directory, config))
                 # One at a time: ejabberd gives out slots in connection order.
                 self.start_instance(index)
-            for user in (*self.users, "carol"):
-                self.clients[user] = XMPPClient(
-                    f"{user}@{self.ejabberd.domain}",
-                    PASSWORD.format(user=user),
-                    "127.0.0.1",
-                    self.ejabberd.c2s_port,
-                ).connect()
+            self.connect_clients()
         except BaseException:
             self.stop()
             raise
         return self
 
+    def connect_clients(self) -> None:
+        for user in (*self.users, "carol"):
+            self.clients[user] = XMPPClient(
+                f"{user}@{self.ejabberd.domain}",
+                PASSWORD.format(user=user),
+                "127.0.0.1",
+                self.ejabberd.c2s_port,
+            ).connect()
+
+    def restart_ejabberd(self, timeout: float = 20.0) -> None:
+        """Restart ejabberd (same ports, same users); wait until every instance is back."""
+        offsets = [len(p.log_text()) for p in self.instances]
+        for client in self.clients.values():
+            client.disconnect()
+        self.clients.clear()
+        self.ejabberd.restart()
+        STARTED.append((self.ejabberd.process.pid, "ejabberd"))  # type: ignore[union-attr]
+        for instance, offset in zip(self.instances, offsets, strict=True):
+            instance.wait_connected(authenticated_since(instance, offset), timeout)
+        self.connect_clients()
+
     def start_instance(self, index: int) -> None:
         instance = self.instances[index]
-        offset = len(instance.log_text())
-        instance.start(lambda: AUTHENTICATED in instance.log_text()[offset:])
+        instance.start(authenticated_since(instance, len(instance.log_text())))
 
     def crash_instance(self, index: int) -> None:
         """SIGKILL: no shutdown notice, no goodbye to ejabberd beyond the closed socket."""
@@ -268,3 +289,23 @@ class ShardingTests(ClassFixture):
         for room in rooms:
             self.alice.leave(room)
             self.bob.leave(room)
+
+    def test_every_instance_comes_back_after_an_ejabberd_restart(self) -> None:
+        """The links reconnect by themselves; rooms start empty and spread over both again."""
+        started = time.monotonic()
+        self.shards.restart_ejabberd()
+        self.assertLess(time.monotonic() - started, 15)
+        alice, bob = self.shards.clients["alice"], self.shards.clients["bob"]
+        rooms = self.new_rooms("restarted", 8)
+        for room in rooms:
+            joined = alice.join(room, "alice")
+            self.assert_joined(joined)
+            self.assertIn(201, joined.status_codes, "rooms do not survive the restart")
+            self.assert_joined(bob.join(room, "bob"))
+            bob.send_groupchat(room, "back")
+            self.assertEqual(alice.wait_message(room).body, "back")
+        owners = {room: self.owner(room) for room in rooms}
+        self.assertEqual(set(owners.values()), set(range(INSTANCES)), owners)
+        for room in rooms:
+            alice.leave(room)
+            bob.leave(room)
