@@ -158,6 +158,10 @@ class LinkFactory(xmlstream.XmlStreamFactory):
         call = self._callID
         if call is not None and call.active():
             clock = self.clock
+            # Twisted jitters the delay after capping it, so half the retries at the cap came
+            # later than reconnect_max_delay (by up to a third): the cap is applied last here.
+            if call.getTime() - clock.seconds() > self.maxDelay:
+                call.reset(self.maxDelay)
             self.log.info(
                 "component link: reconnecting in {delay:.1f} s",
                 delay=call.getTime() - clock.seconds(),

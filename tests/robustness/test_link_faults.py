@@ -20,7 +20,13 @@ import time
 import unittest
 from typing import Any
 
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.words.protocols.jabber import component as jabber_component
+from twisted.words.protocols.jabber.jid import JID
+
 from examples._stack import wait_until
+from mucauth.link import LinkFactory
 from tests.support.linkfaults import LinkFaultStack
 
 CAP = 2.0  # reconnect_max_delay in these stacks
@@ -104,6 +110,13 @@ class LinkFaultTests(unittest.TestCase):
         time.sleep(2 * CAP)  # refused attempts: the backoff reaches its cap
         stack.proxy.accept()
         self.assertLess(self.wait_reconnected(stack, logins, CAP + SLACK), CAP + SLACK)
+        delays = [
+            float(line.split("reconnecting in ")[1].split()[0])
+            for line in stack.mucauth_log().splitlines()
+            if "reconnecting in " in line
+        ]
+        self.assertGreaterEqual(len(delays), 2, stack.mucauth_log())
+        self.assertLessEqual(max(delays), CAP, delays)
         result = stack.client("alice").join(stack.room("after"), "alice")
         self.assertTrue(result.ok, result.describe())
         self.assert_clean_log(stack)
@@ -197,3 +210,34 @@ class HostileTrafficTests(unittest.TestCase):
         self.assertEqual(stack.component_logins(), logins, "the component link was lost")
         self.assertNotIn("invalid-from", stack.prosody.log_text())
         self.assertNotIn("Traceback", stack.mucauth_log())
+
+
+class BackoffCapTests(SynchronousTestCase):
+    """The cap is a cap: the jitter Twisted adds must not push a retry past
+    ``reconnect_max_delay`` (it did by up to a third, and half of all retries at the cap)."""
+
+    def test_no_retry_is_scheduled_later_than_the_cap(self) -> None:
+        clock = Clock()
+        factory = LinkFactory(
+            jabber_component.ConnectComponentAuthenticator("rooms.example.org", "s"),
+            JID("rooms.example.org"),
+        )
+        factory.clock = clock
+        factory.maxDelay = 30
+
+        class Connector:
+            def connect(self) -> None:
+                pass
+
+            def getDestination(self) -> None:
+                return None
+
+        delays = []
+        for _ in range(200):
+            factory.retry(Connector())  # type: ignore[arg-type]
+            [call] = clock.getDelayedCalls()
+            delays.append(call.getTime() - clock.seconds())
+            clock.advance(call.getTime() - clock.seconds())
+        self.assertLessEqual(max(delays), 30.0)
+        self.assertGreater(max(delays), 25.0)  # it does reach the cap
+        self.assertGreater(min(delays), 0.0)
