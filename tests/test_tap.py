@@ -19,6 +19,7 @@ from twisted.logger import ILogObserver, LogLevel
 from twisted.trial.unittest import SynchronousTestCase
 from wokkel.component import Component
 
+from mucauth import tap
 from mucauth.authorize.gate import Gate
 from mucauth.config import load_settings
 from mucauth.link import ComponentLink
@@ -162,6 +163,29 @@ class ShutdownTests(SynchronousTestCase):
         self.successResultOf(stopped)
         self.assertEqual(closed, [True])
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+
+class StartupHeapTests(SynchronousTestCase):
+    """twistd's service leaves the start-up heap out of full collections; an embedder's not."""
+
+    def start(self, service: MucauthService) -> list[str]:
+        calls: list[str] = []
+        self.patch(tap.gc, "collect", lambda: calls.append("collect"))
+        self.patch(tap.gc, "freeze", lambda: calls.append("freeze"))
+        self.patch(service.link, "startService", lambda: calls.append("link.start"))
+        service.startService()
+        return calls
+
+    def test_twistd_service_freezes_the_heap_once_started(self) -> None:
+        options = Options()
+        options.parseOptions(["--config", str(write_config(self, CONFIG.format(port=5347)))])
+        service = makeService(options)
+        assert isinstance(service, MucauthService)
+        self.assertEqual(self.start(service), ["link.start", "collect", "freeze"])
+
+    def test_embedded_service_leaves_the_collector_alone(self) -> None:
+        service = make_service(settings(self), reactor=task.Clock())
+        self.assertEqual(self.start(service), ["link.start"])
 
 
 class LogSetupTests(SynchronousTestCase):
