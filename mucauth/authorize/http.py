@@ -475,7 +475,12 @@ class HTTPAuthorizer:
 
     @staticmethod
     def _log(request: JoinRequest, decision: Decision, failure: Failure | None) -> None:
-        """The one event per decision: values as fields, never the Authorization value."""
+        """The HTTP side of a decision: values as fields, never the Authorization value.
+
+        At debug level: the MUC service logs the decision an operator reads (at info, or warn
+        for errors) with the same fields, and a second info line per join would only double
+        the log. Unexpected failures still go out as log.failure with their traceback.
+        """
         fields: dict[str, Any] = {
             "action": request.action,
             "user": request.user.userhost(),
@@ -489,12 +494,8 @@ class HTTPAuthorizer:
         }
         if failure is not None:
             log.failure(_FORMAT, failure, **fields)
-        elif decision.kind == "connection" and decision.reason == CANCELLED:
-            log.debug(_FORMAT, **fields)
-        elif decision.is_error:
-            log.warn(_FORMAT, **fields)
         else:
-            log.info(_FORMAT, **fields)
+            log.debug(_FORMAT, **fields)
 
 
 _FORMAT = (

@@ -61,13 +61,13 @@ _DECISION_FORMAT = (
     " latency_ms={latency_ms} reason={reason}"
 )
 _ERROR_FORMAT = (
-    "{action} {outcome} ({kind}) user={user} room={room} nick={nick} source={source}"
-    " latency_ms={latency_ms} reason={reason}"
+    "{action} {outcome} kind={kind} status={status} user={user} room={room} nick={nick}"
+    " source={source} latency_ms={latency_ms} reason={reason}"
 )
 _OVERLOAD_FORMATS = {
-    "service": "{action} {outcome} ({kind}): {count} checks pending service-wide"
+    "service": "{action} {outcome} kind={kind}: {count} checks pending service-wide"
     " user={user} room={room} nick={nick}",
-    "user": "{action} {outcome} ({kind}): {count} checks pending for user={user}"
+    "user": "{action} {outcome} kind={kind}: {count} checks pending for user={user}"
     " room={room} nick={nick}",
 }
 

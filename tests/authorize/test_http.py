@@ -375,7 +375,7 @@ class LoggingTests(ServerCase):
         self.server.resource.handler = answer(500, b"")
         await auth.authorize(join(nick="bob"))
         deny, error = logs.decisions()
-        self.assertEqual(deny["log_level"], LogLevel.info)
+        self.assertEqual(deny["log_level"], LogLevel.debug)
         self.assertEqual(
             {k: deny[k] for k in ("user", "room", "nick", "outcome", "kind", "reason", "status")},
             {
@@ -389,7 +389,7 @@ class LoggingTests(ServerCase):
             },
         )
         self.assertIn("join deny user=alice@example.org", formatEvent(deny))
-        self.assertEqual((error["log_level"], error["kind"]), (LogLevel.warn, "status"))
+        self.assertEqual((error["log_level"], error["kind"]), (LogLevel.debug, "status"))
 
     async def test_secrets_never_logged(self) -> None:
         logs = LogCapture(self)

@@ -131,7 +131,7 @@ class Stack:
             url=self.url,
             http_options=self.http_options,
             sections=self.sections,
-            log_level="debug",
+            log_level="info",
             writer="tests/support/stack.py",
         )
         self.mucauth = MucauthProcess(self.directory, config)
