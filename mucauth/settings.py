@@ -94,7 +94,7 @@ class MUCSettings:
     max_occupants: int = 0  # per room; 0 = unlimited
     max_pending_checks: int = 1000  # authorization checks in flight, service-wide
     max_pending_per_user: int = 5  # per bare JID
-    gate_nick_change: bool = False  # ask the gate again when an occupant changes nick
+    gate_nick_change: bool = True  # ask the gate again when an occupant changes nick
 
 
 @dataclass(frozen=True)

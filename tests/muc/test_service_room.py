@@ -132,6 +132,8 @@ class PresenceUpdateTests(TwoOccupants):
 
 
 class NickChangeTests(TwoOccupants):
+    settings = MUCSettings(gate_nick_change=False)
+
     def test_change(self) -> None:
         self.receive(presence(BOB, ROOM + "/robert", muc=False))
         out = self.take()
@@ -147,7 +149,7 @@ class NickChangeTests(TwoOccupants):
             self.assertEqual(codes(p), {110} if p["to"] == BOB else set())
         room = self.service.rooms[JID(ROOM)]
         self.assertEqual(room.occupant_for(JID(BOB)).nick, "robert")  # type: ignore[union-attr]
-        self.assertEqual(len(self.auth.requests), 2)  # not gated by default
+        self.assertEqual(len(self.auth.requests), 2)  # not gated when switched off
 
     def test_conflict(self) -> None:
         self.receive(presence(BOB, ROOM + "/alice", id="n1", muc=False))
