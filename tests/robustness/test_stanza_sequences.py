@@ -36,7 +36,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 from wokkel.generic import parseXml
-from wokkel.test.helpers import TestableStreamManager
+from wokkel.test import helpers as wokkel_helpers
 from zope.interface import implementer
 
 from mucauth.authorize.base import Decision, IJoinAuthorizer, JoinRequest
@@ -120,7 +120,7 @@ class Run:
     """One example: a fresh service, what went in and what came out."""
 
     service: MUCService
-    manager: TestableStreamManager
+    manager: wokkel_helpers.TestableStreamManager
     auth: PolicyAuthorizer
     limits: MUCSettings
     clock: Clock = field(default_factory=Clock)
@@ -207,7 +207,7 @@ class StanzaSequenceTests(SynchronousTestCase):
         service = MUCService(
             front, limits, clock=clock, authorize_registration=authorize_registration
         )
-        manager = TestableStreamManager()
+        manager = wokkel_helpers.TestableStreamManager()
         service.setHandlerParent(manager)
         run = Run(service, manager, auth, limits, clock=clock, layered=layered)
 
