@@ -41,9 +41,15 @@ install_python() {
     fi
     if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
         echo "== installing mucauth and its test tools into $VENV"
-        "$VENV/bin/pip" install -q --upgrade pip
         # compat mode: a plain editable install hides twisted/plugins/ from twistd's plugin scan.
-        "$VENV/bin/pip" install -q -e '.[test]' --config-settings editable_mode=compat
+        # pip's chatter (setuptools warns about that mode) goes to a file, shown only on failure.
+        if ! { "$VENV/bin/pip" install -q --upgrade pip &&
+               "$VENV/bin/pip" install -q -e '.[test]' --config-settings editable_mode=compat
+             } >"$VENV/pip.log" 2>&1; then
+            cat "$VENV/pip.log" >&2
+            echo "installing into $VENV failed (log above, also in $VENV/pip.log)" >&2
+            exit 1
+        fi
         touch "$stamp"
     fi
 }
