@@ -31,6 +31,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 from twisted.application.internet import TCPServer
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IAddress
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -279,14 +280,30 @@ class MetricsServer(TCPServer):
 
     log = Logger()
 
+    # twistd's mucauth sets this: a port already taken should stop start-up with one line naming
+    # the setting, like a config mistake, not a traceback. Embedders get the CannotListenError.
+    exit_on_listen_error = False
+
     def __init__(self, metrics: Metrics, settings: MetricsSettings, reactor: Any = None) -> None:
         if settings.port is None:
             raise ValueError("[metrics] port is not set")
+        self._where = f"{settings.interface}:{settings.port}"
         kwargs: dict[str, Any] = {"interface": settings.interface}
         if reactor is not None:
             kwargs["reactor"] = reactor
         super().__init__(settings.port, metrics_site(metrics), **kwargs)
         self.setName("metrics")
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()
+        except CannotListenError as e:
+            if not self.exit_on_listen_error:
+                raise
+            reason = getattr(e.socketError, "strerror", None) or str(e.socketError)
+            raise SystemExit(
+                f"mucauth: [metrics] port: cannot listen on {self._where}: {reason}"
+            ) from None
 
     def startService(self) -> None:
         super().startService()

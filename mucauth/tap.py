@@ -205,4 +205,8 @@ def makeService(options: Options) -> IService:
     twistd_options = getattr(options, "parent", None)
     default = twistd_observer(twistd_options) if twistd_options is not None else None
     observer = make_log_observer(settings.log, default) if default is not None else None
-    return make_service(settings, log_observer=observer, freeze_startup_heap=True)
+    service = make_service(settings, log_observer=observer, freeze_startup_heap=True)
+    for child in service:
+        if isinstance(child, MetricsServer):
+            child.exit_on_listen_error = True
+    return service

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -266,6 +267,25 @@ class TwistdCommandTests(SynchronousTestCase):
             "mucauth: tap.conf: [component] port: not a TCP port (1-65535): 70000\n",
         )
         self.assertFalse((directory / "twistd.pid").exists())
+
+    def test_metrics_port_in_use_exits_1_with_one_line(self) -> None:
+        directory = temp_dir(self)
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            (directory / "tap.conf").write_text(
+                CONFIG.format(port=5347) + f"\n[metrics]\nport = {port}\n"
+            )
+            result = run_twistd(Path("tap.conf"), directory)
+        self.assertEqual(result.returncode, 1)
+        output = result.stdout + result.stderr
+        self.assertNotIn("Traceback", output)
+        self.assertNotIn(SECRET, output)
+        self.assertIn(
+            f"mucauth: [metrics] port: cannot listen on 127.0.0.1:{port}: Address already in use",
+            output,
+        )
 
     def test_missing_default_config(self) -> None:
         directory = temp_dir(self)
