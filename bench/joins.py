@@ -36,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _prosody import BUILTIN_MUC, COMPONENT, BenchProsody, stop_process_group  # noqa: E402
+from _prosody import BUILTIN_MUC, COMPONENT, BenchProsody  # noqa: E402
 from loadclient import (  # noqa: E402
     Connection,
     JoinRefusedError,
@@ -52,7 +52,7 @@ from loadclient import (  # noqa: E402
     slow_probe_loop,
 )
 
-from tests.support.ports import free_port, wait_for_port  # noqa: E402
+from examples._stack import free_port, stop_process, wait_for_port  # noqa: E402
 
 COMPONENT_TLS = "rooms-tls.localhost"
 PASSWORD = "bench-pw"
@@ -164,7 +164,7 @@ class Children:
 
     def stop_all(self) -> None:
         while self.processes:
-            stop_process_group(self.processes.pop().popen)
+            stop_process(self.processes.pop().popen, timeout=5.0)
         if self.prosody is not None:
             self.prosody.stop()
             self.prosody = None
@@ -556,7 +556,7 @@ async def start_mucauth(
         TAP_CONF.format(
             jid=service,
             port=prosody.component_port,
-            secret=prosody.secret,
+            secret=prosody.component_secret,
             url=url,
             pool_size=pool_size,
             extra=extra,
@@ -584,7 +584,7 @@ async def set_up(args: argparse.Namespace, bench_dir: Path, children: Children) 
         + [f"occ{i}" for i in range(args.occupants)]
         + ["joiner", "probe"]
     )
-    prosody.add_accounts(users, PASSWORD)
+    prosody.add_accounts(dict.fromkeys(users, PASSWORD))
     children.prosody = prosody
     prosody.start()
     targets = {"prosody": Target("prosody", BUILTIN_MUC)}

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from _prosody import ProsodyServer
 from _stack import (
     EXAMPLES,
     AuthService,
@@ -32,48 +33,16 @@ from _stack import (
     ProcessError,
     component_logins,
     read_text,
-    start_process,
     stop_process,
     tail,
-    wait_until,
     write_tap_conf,
 )
 from _xmpp import JoinResult, XMPPClient, XMPPTestError
 
-PROSODY = "/usr/bin/prosody"
-PROSODYCTL = "/usr/bin/prosodyctl"
 DOMAIN = "localhost"
 ROOMS = "rooms.localhost"
 USERS = {"alice": "alice-demo", "bob": "bob-demo"}
 COMPONENT_SECRET = "demo-component-secret"
-
-PROSODY_CONFIG = """\
--- Written by examples/demo.py; thrown away with its folder.
-pidfile = "{dir}/prosody.pid"
-data_path = "{dir}/data"
-certificates = "{dir}/certs"
-log = {{ {{ levels = {{ min = "info" }}, to = "file", filename = "{dir}/prosody.log" }} }}
-run_as_root = true -- harmless when not root; without it Prosody hangs when it is
-daemonize = false
-interfaces = {{ "127.0.0.1" }}
-c2s_ports = {{ {c2s_port} }}
-component_ports = {{ {component_port} }}
-component_interface = "127.0.0.1"
-s2s_ports = {{ }}
-c2s_direct_tls_ports = {{ }}
-legacy_ssl_ports = {{ }}
-modules_disabled = {{ "s2s" }}
-modules_enabled = {{ "roster"; "saslauth"; "disco"; "ping"; "posix" }}
--- A demo on loopback without certificates: plain connections and passwords.
-c2s_require_encryption = false
-allow_unencrypted_plain_auth = true
-authentication = "internal_plain"
-
-VirtualHost "{domain}"
-
-Component "{rooms}"
-    component_secret = "{secret}"
-"""
 
 
 def port_or_free(preferred: int) -> int:
@@ -106,41 +75,22 @@ class Demo:
     # -- processes ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        if not Path(PROSODY).exists():
-            raise ProcessError("Prosody is not installed: ./dev.sh demo installs it (apt).")
-        self.c2s_port = port_or_free(5222)
-        component_port = port_or_free(5347)
-        prosody_dir = self.directory / "prosody"
-        for sub in ("data", "certs"):
-            (prosody_dir / sub).mkdir(parents=True, exist_ok=True)
-        config = prosody_dir / "prosody.cfg.lua"
-        config.write_text(
-            PROSODY_CONFIG.format(
-                dir=prosody_dir,
-                c2s_port=self.c2s_port,
-                component_port=component_port,
-                domain=DOMAIN,
-                rooms=ROOMS,
-                secret=COMPONENT_SECRET,
-            )
+        prosody = ProsodyServer(
+            self.directory / "prosody",
+            domain=DOMAIN,
+            component_domain=ROOMS,
+            component_secret=COMPONENT_SECRET,
+            c2s_port=port_or_free(5222),
+            component_port=port_or_free(5347),
+            writer="examples/demo.py",
+            install_hint="./dev.sh demo installs it (apt).",
         )
-        prosody = start_process(
-            [PROSODY, "--config", str(config), "-F"], prosody_dir / "console.log", "prosody"
-        )
-        self.processes.append(("Prosody", prosody))
-        log = prosody_dir / "prosody.log"
-        wait_until(
-            lambda: _listening(self.c2s_port) and _listening(component_port),
-            10,
-            lambda: "Prosody did not open its ports:\n" + tail(read_text(log)),
-        )
-        for user, password in USERS.items():
-            subprocess.run(
-                [PROSODYCTL, "--config", str(config), "register", user, DOMAIN, password],
-                check=True,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+        self.c2s_port, component_port = prosody.c2s_port, prosody.component_port
+        prosody.add_accounts(USERS)
+        prosody.start()
+        assert prosody.process is not None
+        self.processes.append(("Prosody", prosody.process))
+        log = prosody.log_path
         say(f"  Prosody        c2s 127.0.0.1:{self.c2s_port}, components 127.0.0.1:{component_port}"
             f" (pid {prosody.pid})")  # fmt: skip
 
@@ -251,14 +201,6 @@ class Demo:
                     return match.group(1)
             time.sleep(0.05)
         return ""
-
-
-def _listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def main(argv: list[str] | None = None) -> int:
