@@ -53,6 +53,7 @@ from loadclient import (  # noqa: E402
 )
 
 from examples._stack import free_port, stop_process, wait_for_port  # noqa: E402
+from tests.support.certs import self_signed  # noqa: E402
 
 COMPONENT_TLS = "rooms-tls.localhost"
 PASSWORD = "bench-pw"
@@ -168,47 +169,6 @@ class Children:
         if self.prosody is not None:
             self.prosody.stop()
             self.prosody = None
-
-
-def make_certificate(directory: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 and localhost, usable as its own CA file."""
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mucauth bench")])
-    start = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "auth-cert.pem", directory / "auth-key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
 
 
 TAP_CONF = """\
@@ -592,7 +552,7 @@ async def set_up(args: argparse.Namespace, bench_dir: Path, children: Children) 
     auth_port = 0
     if want_mucauth:
         auth_port, tls_port = free_port(), free_port()
-        cert, key = make_certificate(bench_dir)
+        cert, key = self_signed("mucauth bench").write(bench_dir, "auth-cert.pem", "auth-key.pem")
         auth = children.spawn(
             "auth service",
             [

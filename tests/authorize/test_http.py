@@ -25,13 +25,13 @@ import mucauth
 from mucauth.authorize.base import Decision, IJoinAuthorizer, JoinRequest
 from mucauth.authorize.http import HTTPAuthorizer, redact_url
 from mucauth.settings import HTTPAuthSettings, Secret
+from tests.support.certs import self_signed
 from tests.support.http_server import (
     AuthServer,
     Handler,
     answer,
     huge_body,
     never_answer,
-    self_signed,
     stall_after_headers,
     start_server,
 )

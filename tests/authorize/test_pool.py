@@ -11,7 +11,8 @@ from mucauth.authorize.base import Decision, JoinRequest
 from mucauth.authorize.http import HTTPAuthorizer
 from mucauth.settings import HTTPAuthSettings
 from tests.authorize.test_http import ServerCase, join
-from tests.support.http_server import answer, never_answer, self_signed
+from tests.support.certs import self_signed
+from tests.support.http_server import answer, never_answer
 
 
 class CountingPoolTests(ServerCase):

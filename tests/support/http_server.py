@@ -7,8 +7,6 @@ socket.
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -187,80 +185,3 @@ def start_server(reactor: Any = None, tls: Any = None) -> AuthServer:
         port = reactor.listenSSL(0, factory, tls, interface="127.0.0.1")
         scheme = "https"
     return AuthServer(resource, port, scheme, factory)
-
-
-@dataclass(frozen=True)
-class SelfSigned:
-    """A self-signed certificate for localhost and 127.0.0.1, and its key, as PEM."""
-
-    cert_pem: bytes
-    key_pem: bytes
-
-    def server_options(self) -> Any:
-        """A server context factory built from cryptography objects.
-
-        Twisted's PrivateCertificate.options() hands pyOpenSSL X509/PKey objects to OpenSSL,
-        which pyOpenSSL now deprecates.
-        """
-        from cryptography import x509
-        from cryptography.hazmat.primitives.serialization import load_pem_private_key
-        from OpenSSL import SSL
-        from twisted.internet.interfaces import IOpenSSLContextFactory
-        from zope.interface import implementer
-
-        cert = x509.load_pem_x509_certificate(self.cert_pem)
-        key = load_pem_private_key(self.key_pem, password=None)
-
-        @implementer(IOpenSSLContextFactory)
-        class _ServerContext:
-            def getContext(self) -> SSL.Context:
-                ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
-                ctx.use_certificate(cert)
-                ctx.use_privatekey(key)  # type: ignore[arg-type]
-                return ctx
-
-        return _ServerContext()
-
-
-def self_signed(common_name: str = "localhost", names: list[str] | None = None) -> SelfSigned:
-    """``names`` are the DNS names besides 127.0.0.1; default: localhost."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [
-                    *(x509.DNSName(n) for n in (names or ["localhost"])),
-                    *(
-                        [x509.IPAddress(ipaddress.IPv4Address("127.0.0.1"))]
-                        if names is None
-                        else []
-                    ),
-                ]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return SelfSigned(
-        cert.public_bytes(serialization.Encoding.PEM),
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
-    )

@@ -10,8 +10,6 @@ check that nothing outlives the suite.
 from __future__ import annotations
 
 import atexit
-import datetime
-import ipaddress
 import os
 import shutil
 import tempfile
@@ -31,6 +29,7 @@ from examples._stack import (
     wait_until,
     write_tap_conf,
 )
+from tests.support.certs import self_signed
 from tests.support.prosody import ProsodyServer
 from tests.support.xmpp import XMPPClient
 
@@ -227,41 +226,7 @@ def self_signed_certificate(directory: Path, name: str = "127.0.0.1") -> tuple[P
     Written as (cert.pem, key.pem); the certificate is its own CA, so it doubles as a
     ``ca_file``.
     """
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    directory.mkdir(parents=True, exist_ok=True)
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    try:
-        alt: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(name))
-    except ValueError:
-        alt = x509.DNSName(name)
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([alt]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
+    return self_signed(name, [name]).write(directory)
 
 
 class ClassFixture(unittest.TestCase):
