@@ -12,6 +12,7 @@ from tests.muc.support import (
     ALICE,
     BOB,
     CAROL,
+    PING,
     ROOM,
     SERVICE,
     ServiceTestCase,
@@ -22,7 +23,6 @@ from tests.muc.support import (
 
 INFO = "<query xmlns='http://jabber.org/protocol/disco#info'/>"
 ITEMS = "<query xmlns='http://jabber.org/protocol/disco#items'/>"
-PING = "<ping xmlns='urn:xmpp:ping'/>"
 OWNER = "http://jabber.org/protocol/muc#owner"
 XDATA = "jabber:x:data"
 

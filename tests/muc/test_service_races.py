@@ -18,6 +18,7 @@ from tests.muc.support import (
     BOB,
     CAROL,
     NS_MUC,
+    PING,
     ROOM,
     SERVICE,
     ServiceTestCase,
@@ -28,8 +29,6 @@ from tests.muc.support import (
     message,
     presence,
 )
-
-PING = "<ping xmlns='urn:xmpp:ping'/>"
 
 
 class PendingTests(ServiceTestCase):

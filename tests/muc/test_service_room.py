@@ -12,6 +12,7 @@ from tests.muc.support import (
     CAROL,
     NS_OID,
     NS_USER,
+    PING,
     ROOM,
     ServiceTestCase,
     codes,
@@ -23,8 +24,6 @@ from tests.muc.support import (
     presence,
     summary,
 )
-
-PING = "<ping xmlns='urn:xmpp:ping'/>"
 
 
 class TwoOccupants(ServiceTestCase):

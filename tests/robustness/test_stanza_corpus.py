@@ -20,6 +20,7 @@ from tests.muc.support import (
     BOB,
     CAROL,
     NS_MUC,
+    PING,
     ROOM,
     SERVICE,
     ServiceTestCase,
@@ -30,7 +31,6 @@ from tests.muc.support import (
     presence,
 )
 
-PING = "<ping xmlns='urn:xmpp:ping'/>"
 DISCO_INFO = "<query xmlns='http://jabber.org/protocol/disco#info'/>"
 MALFORMED_JID = ("modify", "jid-malformed")
 NOT_ACCEPTABLE = ("cancel", "not-acceptable")
