@@ -141,12 +141,16 @@ class CommandLineTests(unittest.TestCase):
         )  # fmt: skip
 
 
-class ServiceTests(ClassFixture):
-    """One service with every test answer, shared by the class."""
+class ServiceFixture(ClassFixture):
+    """One example auth service in a temporary folder, shared by the class."""
+
+    @classmethod
+    def make_service(cls, directory: Path) -> AuthService:
+        raise NotImplementedError
 
     @classmethod
     def start_fixture(cls) -> AuthService:
-        service = AuthService(Path(tempfile.mkdtemp()), RULES, test_answers=True)
+        service = cls.make_service(Path(tempfile.mkdtemp()))
         try:
             service.start()
         except BaseException:
@@ -162,6 +166,14 @@ class ServiceTests(ClassFixture):
     def setUp(self) -> None:
         super().setUp()
         self.service: AuthService = self.fixture()
+
+
+class ServiceTests(ServiceFixture):
+    """One service with every test answer, shared by the class."""
+
+    @classmethod
+    def make_service(cls, directory: Path) -> AuthService:
+        return AuthService(directory, RULES, test_answers=True)
 
     def ask(self, user: str, room: str, nick: str = "n") -> tuple[int, Any]:
         status, body = ask(self.service.url, user, room, nick)
@@ -254,31 +266,18 @@ class ServiceTests(ClassFixture):
         self.assertIs(json.loads(body)["allowed"], True)
 
 
-class TokenAndTLSTests(ClassFixture):
+class TokenAndTLSTests(ServiceFixture):
     """One HTTPS service that wants a bearer token."""
 
     TOKEN = "t0ken-do-not-log"
 
     @classmethod
-    def start_fixture(cls) -> AuthService:
-        directory = Path(tempfile.mkdtemp())
+    def make_service(cls, directory: Path) -> AuthService:
         cert, key = self_signed_certificate(directory / "tls")
-        service = AuthService(directory, RULES, token=cls.TOKEN, tls=(cert, key), test_answers=True)
-        try:
-            service.start()
-        except BaseException:
-            service.stop()
-            raise
-        return service
-
-    @classmethod
-    def stop_fixture(cls, fixture: AuthService) -> None:
-        fixture.stop()
-        shutil.rmtree(fixture.directory, ignore_errors=True)
+        return AuthService(directory, RULES, token=cls.TOKEN, tls=(cert, key), test_answers=True)
 
     def setUp(self) -> None:
         super().setUp()
-        self.service: AuthService = self.fixture()
         self.context = ssl.create_default_context(
             cafile=str(self.service.directory / "tls" / "cert.pem")
         )
