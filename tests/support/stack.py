@@ -1,10 +1,10 @@
-"""The whole real stack for end-to-end tests: Prosody + the example auth service + ``twistd
-mucauth``, plus real XMPP clients.
+"""The whole real stack for end-to-end tests: an XMPP server (Prosody or ejabberd) + the example
+auth service + ``twistd mucauth``, plus real XMPP clients.
 
 The process running lives in ``examples/_stack.py`` (the demo uses it too); this module adds what
-only tests need: Prosody from ``tests.support.prosody``, registered users, self-signed
-certificates, class-wide fixtures that also work under trial, and PID bookkeeping so a test can
-check that nothing outlives the suite.
+only tests need: the XMPP server from ``tests.support.prosody`` or ``tests.support.ejabberd``,
+registered users, self-signed certificates, class-wide fixtures that also work under trial, and
+PID bookkeeping so a test can check that nothing outlives the suite.
 """
 
 from __future__ import annotations
@@ -30,10 +30,12 @@ from examples._stack import (
     write_tap_conf,
 )
 from tests.support.certs import self_signed
+from tests.support.ejabberd import EjabberdServer
 from tests.support.prosody import ProsodyServer
 from tests.support.xmpp import XMPPClient
 
 __all__ = [
+    "SERVERS",
     "STARTED",
     "AuthService",
     "ClassFixture",
@@ -46,12 +48,29 @@ __all__ = [
 PASSWORD = "secret-{user}"
 KEEP = os.environ.get("MUCAUTH_KEEP_E2E") == "1"  # keep the run folders to read the logs
 
+# The XMPP servers a stack can run mucauth behind.
+SERVERS = ("prosody", "ejabberd")
+
+XMPPServer = ProsodyServer | EjabberdServer
+
 # Stacks started and not yet stopped: their processes may legitimately be alive.
 _ACTIVE: set[Stack] = set()
 
 
+def xmpp_server(kind: str, directory: Path) -> XMPPServer:
+    """A server of ``kind`` (one of SERVERS) with the same domains and interface."""
+    if kind == "prosody":
+        return ProsodyServer(directory)
+    if kind == "ejabberd":
+        return EjabberdServer(directory)
+    raise ValueError(f"unknown XMPP server {kind!r}; one of {SERVERS}")
+
+
 class Stack:
-    """One Prosody, one auth service, one mucauth connected to them, and some users.
+    """One XMPP server, one auth service, one mucauth connected to them, and some users.
+
+    ``server`` is "prosody" (the default) or "ejabberd"; the server is ``self.server``
+    (``self.prosody`` too, for Prosody-only code).
 
     ``rules`` is the auth service's rules object; ``http_options`` are extra
     ``[muc_http_auth]`` keys; ``url_query`` is appended to the auth URL (``?tenant=x``);
@@ -72,6 +91,7 @@ class Stack:
         token: str | None = None,
         tls: bool = False,
         ca_file: bool = False,
+        server: str = "prosody",
     ) -> None:
         self.name = name
         self.directory = Path(tempfile.mkdtemp(prefix=f"mucauth-e2e-{name}-"))
@@ -84,12 +104,32 @@ class Stack:
         self.token = token
         self.tls = tls or ca_file
         self.ca_file = ca_file  # trust the self-signed certificate through [muc_http_auth] ca_file
-        self.prosody = ProsodyServer(self.directory / "prosody")
+        self.server_kind = server
+        self.server: XMPPServer = xmpp_server(server, self.directory / server)
         self.auth: AuthService | None = None
         self.mucauth: MucauthProcess | None = None
         self.clients: list[XMPPClient] = []
         self.pids: list[int] = []
         self.url = ""
+
+    @property
+    def prosody(self) -> ProsodyServer:
+        """The server, for code that only runs on Prosody (the link-fault proxy...)."""
+        if not isinstance(self.server, ProsodyServer):
+            raise TypeError(f"this stack runs {self.server_kind}, not Prosody")
+        return self.server
+
+    @property
+    def component_domain(self) -> str:
+        domain = self.server.component_domain
+        assert domain is not None, "a stack's server always has mucauth's component"
+        return domain
+
+    def component_logins(self) -> int:
+        """How many component handshakes the server accepted (one more per reconnect)."""
+        if isinstance(self.server, EjabberdServer):
+            return self.server.component_logins()
+        return component_logins(self.server.log_text())
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -104,10 +144,10 @@ class Stack:
 
     def _start(self) -> None:
         first = len(STARTED)
-        self.prosody.start()
-        STARTED.append((self.prosody.process.pid, "prosody"))  # type: ignore[union-attr]
+        self.server.start()
+        STARTED.append((self.server.process.pid, self.server_kind))  # type: ignore[union-attr]
         for user in self.users:
-            self.prosody.register(user, PASSWORD.format(user=user))
+            self.server.register(user, PASSWORD.format(user=user))
         tls = None
         if self.tls:
             tls = self_signed_certificate(self.directory / "tls")
@@ -123,10 +163,10 @@ class Stack:
     def start_mucauth(self) -> None:
         config = write_tap_conf(
             self.directory / "tap.conf",
-            jid=self.prosody.component_domain,
+            jid=self.component_domain,
             host="127.0.0.1",
-            port=self.prosody.component_port,
-            secret=self.prosody.component_secret,
+            port=self.server.component_port,
+            secret=self.server.component_secret,
             url=self.url,
             http_options=self.http_options,
             sections=self.sections,
@@ -134,25 +174,24 @@ class Stack:
             writer="tests/support/stack.py",
         )
         self.mucauth = MucauthProcess(self.directory, config)
-        logins = component_logins(self.prosody.log_text())
-        self.mucauth.start(lambda: component_logins(self.prosody.log_text()) > logins)
+        logins = self.component_logins()
+        self.mucauth.start(lambda: self.component_logins() > logins)
         self.pids.append(self.mucauth.process.pid)  # type: ignore[union-attr]
 
-    def restart_prosody(self, timeout: float = 30.0) -> None:
-        """Stop and start Prosody (same ports), then wait until mucauth has reconnected."""
+    def restart_server(self, timeout: float = 30.0) -> None:
+        """Stop and start the XMPP server (same ports), then wait until mucauth has
+        reconnected."""
         assert self.mucauth is not None
-        before = len(self.prosody.log_text())
-        self.prosody.restart()
-        STARTED.append((self.prosody.process.pid, "prosody"))  # type: ignore[union-attr]
-        self.pids.append(self.prosody.process.pid)  # type: ignore[union-attr]
+        # Both servers append to their log across a restart.
+        logins = self.component_logins()
+        self.server.restart()
+        STARTED.append((self.server.process.pid, self.server_kind))  # type: ignore[union-attr]
+        self.pids.append(self.server.process.pid)  # type: ignore[union-attr]
         for user in self.users:  # the data folder survives, but registering again is harmless
-            self.prosody.register(user, PASSWORD.format(user=user))
+            self.server.register(user, PASSWORD.format(user=user))
+        self.mucauth.wait_connected(lambda: self.component_logins() > logins, timeout)
 
-        def reconnected() -> bool:
-            text = self.prosody.log_text()
-            return component_logins(text[before:] if len(text) >= before else text) > 0
-
-        self.mucauth.wait_connected(reconnected, timeout)
+    restart_prosody = restart_server  # the name Prosody-only tests use
 
     def stop(self) -> None:
         """Stop everything, whatever state it is in; safe to call twice."""
@@ -166,7 +205,7 @@ class Stack:
             self.mucauth.stop()
         if self.auth is not None:
             self.auth.stop()
-        self.prosody.stop()
+        self.server.stop()
         _ACTIVE.discard(self)
         if not KEEP:
             shutil.rmtree(self.directory, ignore_errors=True)
@@ -174,10 +213,10 @@ class Stack:
     # -- helpers for tests -------------------------------------------------------------------
 
     def room(self, name: str) -> str:
-        return f"{name}@{self.prosody.component_domain}"
+        return f"{name}@{self.component_domain}"
 
     def jid(self, user: str) -> str:
-        return f"{user}@{self.prosody.domain}"
+        return f"{user}@{self.server.domain}"
 
     def client(self, user: str, timeout: float = 10.0) -> XMPPClient:
         """A logged-in client for ``user``, disconnected when the stack stops."""
@@ -185,7 +224,7 @@ class Stack:
             self.jid(user),
             PASSWORD.format(user=user),
             "127.0.0.1",
-            self.prosody.c2s_port,
+            self.server.c2s_port,
             timeout=timeout,
         )
         self.clients.append(client)
@@ -210,7 +249,7 @@ class Stack:
         parts = [f"mucauth.log:\n{tail(self.mucauth_log(), 25)}"]
         if self.auth is not None:
             parts.append(f"auth_service.log:\n{tail(self.auth.log_text())}")
-        parts.append(f"prosody.log:\n{tail(self.prosody.log_text())}")
+        parts.append(f"{self.server_kind}.log:\n{tail(self.server.log_text())}")
         return "\n".join(parts)
 
 
