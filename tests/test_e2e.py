@@ -1,9 +1,14 @@
-"""The whole real stack: Prosody, the example auth service, ``twistd mucauth`` and slixmpp clients.
+"""The whole real stack: an XMPP server, the example auth service, ``twistd mucauth`` and
+slixmpp clients.
 
 Each class shares one stack (started by its first test, stopped after its last: see
 ``tests.support.stack.ClassFixture``) and uses its own room names, so tests do not depend on
 their order. Rules for misbehaving rooms make the auth service answer badly on purpose
 (examples/auth_service.py, "--test-answers").
+
+Every class runs behind Prosody and, as its ``...OnEjabberdTests`` subclass at the end of this
+file, behind ejabberd. Where the servers behave differently the expectation is written per
+server (``ComponentAwayTests``); everything else must hold on both.
 
 Plain synchronous methods: they run under ``trial tests`` and under ``pytest -p no:twisted``.
 """
@@ -21,7 +26,7 @@ from typing import Any, ClassVar
 
 from examples._stack import MucauthProcess, pid_alive, twistd_command
 from tests.support.ports import free_port
-from tests.support.stack import ClassFixture, Stack, leftover_processes
+from tests.support.stack import SERVERS, ClassFixture, Stack, leftover_processes
 from tests.support.xmpp import JoinResult, XMPPClient, live_client_threads
 
 FIXED_DENY_TEXT = "You are not allowed to enter this room"
@@ -44,14 +49,15 @@ class StackTestCase(ClassFixture):
 
     stack_options: ClassVar[dict[str, Any]] = {}
     users: ClassVar[tuple[str, ...]] = ("alice", "bob")
+    server: ClassVar[str] = "prosody"  # or "ejabberd": see the subclasses at the end
 
     stack: Stack
 
     @classmethod
     def start_fixture(cls) -> Stack:
-        stack = Stack(cls.__name__, rules=cls.stack_options.get("rules", RULES), **{
-            k: v for k, v in cls.stack_options.items() if k != "rules"
-        })  # fmt: skip
+        options = {k: v for k, v in cls.stack_options.items() if k != "rules"}
+        rules = cls.stack_options.get("rules", RULES)
+        stack = Stack(cls.__name__, rules=rules, server=cls.server, **options)
         stack.start()
         try:
             for user in cls.users:
@@ -236,7 +242,7 @@ class JoinGateTests(StackTestCase):
         self.assertIn('type="result"', submitted)
 
     def test_service_discovery(self) -> None:
-        info = self.client("alice").disco_info(self.stack.prosody.component_domain)
+        info = self.client("alice").disco_info(self.stack.component_domain)
         self.assertIsNone(info.condition, info.xml)
         self.assertIn(("conference", "text"), {(c, t) for c, t, _ in info.identities}, info.xml)
         self.assertIn("http://jabber.org/protocol/muc", info.features)
@@ -390,20 +396,74 @@ class TokenAndOptionsTests(StackTestCase):
 
 
 class ComponentLinkTests(StackTestCase):
-    """Prosody restarts: mucauth reconnects and users can join again."""
+    """The XMPP server restarts: mucauth reconnects and users can join again."""
 
     users = ()
 
-    def test_rejoin_after_prosody_restart(self) -> None:
+    def test_rejoin_after_server_restart(self) -> None:
         alice = self.stack.client("alice")
         self.assert_joined(alice.join(self.room("before"), "alice"))
         alice.disconnect()
         self.stack.clients.remove(alice)
-        self.stack.restart_prosody()
+        self.stack.restart_server()
         self.assertTrue(self.stack.mucauth.running)  # type: ignore[union-attr]
         result = self.stack.client("alice").join(self.room("after"), "alice")
         self.assert_joined(result)
         self.assertIn(201, result.status_codes)
+
+
+class ComponentAwayTests(StackTestCase):
+    """Where Prosody and ejabberd differ: what a client gets while mucauth is away, and what
+    the server tells mucauth's rooms when the server itself stops.
+
+    mucauth does not depend on either: a client that gets a bounce retries, and mucauth empties
+    its rooms whenever the link drops, so clients find out by self-ping and rejoin.
+    """
+
+    # While no component is connected for the domain, a stanza to it bounces with:
+    AWAY_BOUNCE: ClassVar[dict[str, tuple[str, str]]] = {
+        "prosody": ("wait", "remote-server-timeout"),  # "Component unavailable"
+        "ejabberd": ("cancel", "remote-server-not-found"),  # it falls through to s2s
+    }
+    # Does the server tell every room that its occupants left before it closes the link on its
+    # own shutdown? Prosody does. ejabberd closes the component link while it is still ending
+    # the client sessions: a room hears of its occupants only when it wins that race.
+    UNAVAILABLE_FOR_EVERY_ROOM_ON_SHUTDOWN: ClassVar[dict[str, bool]] = {
+        "prosody": True,
+        "ejabberd": False,
+    }
+
+    def test_join_while_mucauth_is_away_bounces(self) -> None:
+        assert self.stack.mucauth is not None
+        self.stack.mucauth.stop()
+        result = self.join("alice", "away", timeout=5)
+        self.assertFalse(result.ok, result.describe())
+        self.assertEqual(
+            (result.error_type, result.condition), self.AWAY_BOUNCE[self.server], result.error_xml
+        )
+        self.assertEqual(result.error_id, result.join_id, "a bounce echoes the join's id")
+        self.stack.start_mucauth()
+        self.assert_joined(self.join("alice", "away"))
+
+    def test_server_shutdown_and_the_rooms(self) -> None:
+        rooms = [f"shutdown-{n}" for n in range(3)]
+        for room in rooms:
+            self.assert_joined(self.join("alice", room))
+        since = len(self.stack.mucauth_log())
+        for client in list(self.stack.clients):  # their sessions end with the server
+            client.disconnect()
+            self.stack.clients.remove(client)
+        self.stack.restart_server()
+        log = self.stack.mucauth_log()[since:]
+        before_link_lost = log.split("component link: disconnected")[0]
+        emptied = [r for r in rooms if f"room destroyed room={self.room(r)}:" in before_link_lost]
+        if self.UNAVAILABLE_FOR_EVERY_ROOM_ON_SHUTDOWN[self.server]:
+            self.assertEqual(emptied, rooms, log)
+        # On both, the rooms are gone once mucauth has reconnected: joining creates them anew.
+        for room in rooms:
+            result = self.join("alice", room)
+            self.assert_joined(result)
+            self.assertIn(201, result.status_codes)
 
 
 class ConfigurationErrorTests(ClassFixture):
@@ -466,15 +526,64 @@ class ZzNoLeftoversTests(unittest.TestCase):
     """
 
     def test_stopping_a_stack_leaves_nothing(self) -> None:
-        stack = Stack("leftovers", rules=RULES)
-        self.addCleanup(stack.stop)
-        stack.start()
-        client = stack.client("alice")
-        self.assertTrue(client.join(stack.room("r"), "alice").ok, stack.diagnostics())
-        pids = list(stack.pids)
-        self.assertGreaterEqual(len(pids), 3, pids)  # prosody, auth service, twistd
-        stack.stop()
-        self.assertEqual([pid for pid in pids if pid_alive(pid)], [], "outlived their stack")
-        self.assertTrue(client.closed)
-        self.assertEqual(leftover_processes(), [])
-        self.assertEqual(live_client_threads(), [])
+        for server in SERVERS:
+            with self.subTest(server=server):
+                stack = Stack("leftovers", rules=RULES, server=server)
+                self.addCleanup(stack.stop)
+                stack.start()
+                client = stack.client("alice")
+                self.assertTrue(client.join(stack.room("r"), "alice").ok, stack.diagnostics())
+                pids = list(stack.pids)
+                self.assertGreaterEqual(len(pids), 3, pids)  # the server, auth service, twistd
+                stack.stop()
+                self.assertEqual([p for p in pids if pid_alive(p)], [], "outlived their stack")
+                self.assertTrue(client.closed)
+                self.assertEqual(leftover_processes(), [])
+                self.assertEqual(live_client_threads(), [])
+
+
+# -- the same tests behind ejabberd ------------------------------------------------------------
+
+
+class JoinGateOnEjabberdTests(JoinGateTests):
+    server = "ejabberd"
+
+
+class SlowServiceOnEjabberdTests(SlowServiceTests):
+    server = "ejabberd"
+
+
+class ServiceDownOnEjabberdTests(ServiceDownTests):
+    server = "ejabberd"
+
+
+class EnabledForOnEjabberdTests(EnabledForTests):
+    server = "ejabberd"
+
+
+class DisabledForOnEjabberdTests(DisabledForTests):
+    server = "ejabberd"
+
+
+class HTTPSVerifiedOnEjabberdTests(HTTPSVerifiedTests):
+    server = "ejabberd"
+
+
+class HTTPSInsecureOnEjabberdTests(HTTPSInsecureTests):
+    server = "ejabberd"
+
+
+class HTTPSPrivateCAOnEjabberdTests(HTTPSPrivateCATests):
+    server = "ejabberd"
+
+
+class TokenAndOptionsOnEjabberdTests(TokenAndOptionsTests):
+    server = "ejabberd"
+
+
+class ComponentLinkOnEjabberdTests(ComponentLinkTests):
+    server = "ejabberd"
+
+
+class ComponentAwayOnEjabberdTests(ComponentAwayTests):
+    server = "ejabberd"
