@@ -23,13 +23,18 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
+
+# examples/demo.py runs with examples/ on sys.path; the tests and the benchmark import the package.
+if __package__:
+    from ._stack import ProcessError, free_port, read_text, tail
+else:
+    from _stack import ProcessError, free_port, read_text, tail
 
 ERL = "/usr/bin/erl"
 # Where Debian installs ejabberd's Erlang applications (ejabberdctl sets the same ERL_LIBS).
@@ -89,17 +94,10 @@ INSTALL_HINT = "Run ./dev.sh test, which installs it with apt-get install ejabbe
 
 def require_ejabberd(hint: str = INSTALL_HINT) -> None:
     if not (os.path.exists(ERL) and any(Path(ERL_LIBS).glob("ejabberd-*"))):
-        raise RuntimeError(f"ejabberd is not installed (no {ERL_LIBS}/ejabberd-*). {hint}")
+        raise ProcessError(f"ejabberd is not installed (no {ERL_LIBS}/ejabberd-*). {hint}")
 
 
-def free_port() -> int:
-    """A port the kernel just handed out on 127.0.0.1; ejabberd can bind it right after."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class EjabberdError(RuntimeError):
+class EjabberdError(ProcessError):
     """ejabberd failed to start or refused an API call; the message says where to look."""
 
 
@@ -142,6 +140,7 @@ class EjabberdServer:
         self.cookie = secrets.token_hex(16)
         self.process: subprocess.Popen[bytes] | None = None
         self.config_path = directory / "ejabberd.yml"
+        self._accounts: dict[str, str] = {}  # registered at every start
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -209,7 +208,7 @@ class EjabberdServer:
         }
         offset = len(self.log_text())
         # Start-up errors (a bad config line, a busy port) go to the console as well as the log.
-        self._console = open(self.directory / "ejabberd.console", "ab")
+        self._console = open(self.console_path, "ab")
         self.process = subprocess.Popen(
             self.command(),
             stdin=subprocess.DEVNULL,
@@ -234,9 +233,12 @@ class EjabberdServer:
                 self.stop()
                 raise EjabberdError(
                     f"ejabberd did not start accepting on its ports (exit status {status});"
-                    f" see {self.log_path} and {self.directory / 'ejabberd.console'}"
+                    f" see {self.log_path} and {self.console_path}:\n"
+                    + tail(read_text(self.console_path) + self.log_text()[offset:])
                 )
             time.sleep(0.02)
+        for user, password in self._accounts.items():
+            self.register(user, password)
 
     def ports(self) -> tuple[int, int, int]:
         return (self.c2s_port, self.component_port, self.http_port)
@@ -290,17 +292,32 @@ class EjabberdServer:
                 raise
             self.api("change_password", {"user": user, "host": self.domain, "newpass": password})
 
+    def add_accounts(self, accounts: Mapping[str, str]) -> None:
+        """Accounts (user: password) that exist once the server has started, as with
+        ``ProsodyServer.add_accounts``; ejabberd's database is its own, so they are registered
+        through the API right after start."""
+        self._accounts.update(accounts)
+        if self.running:
+            for user, password in accounts.items():
+                self.register(user, password)
+
     # -- observation ---------------------------------------------------------------------------
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    @property
+    def console_path(self) -> Path:
+        return self.directory / "ejabberd.console"
 
     @property
     def log_path(self) -> Path:
         return self.directory / "logs" / "ejabberd.log"
 
     def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        return read_text(self.log_path)
 
     def component_logins(self, since: int = 0) -> int:
         """How many component handshakes ejabberd accepted (from log offset ``since``)."""
