@@ -2,9 +2,10 @@
 
 It starts, on 127.0.0.1 only and from a throw-away folder:
 
-- Prosody with two users, alice and bob, and a component listener for rooms.localhost;
+- Prosody (or ejabberd, with ``--server ejabberd``) with two users, alice and bob, and a
+  component listener for rooms.localhost;
 - the example authorization service (examples/auth_service.py) with examples/rules.json;
-- ``twistd -n mucauth --config <generated tap.conf>``, connected to Prosody as rooms.localhost;
+- ``twistd -n mucauth --config <generated tap.conf>``, connected to the server as rooms.localhost;
 
 then plays a short scripted session with two real XMPP clients and prints what happens, and
 keeps everything running so you can connect your own client, until Ctrl-C (or SIGTERM), which
@@ -25,6 +26,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from _ejabberd import EjabberdServer
 from _prosody import ProsodyServer
 from _stack import (
     EXAMPLES,
@@ -32,7 +34,6 @@ from _stack import (
     MucauthProcess,
     ProcessError,
     component_logins,
-    read_text,
     stop_process,
     tail,
     write_tap_conf,
@@ -63,9 +64,13 @@ def say(text: str = "") -> None:
     print(text, flush=True)
 
 
+SERVERS = {"prosody": "Prosody", "ejabberd": "ejabberd"}
+
+
 class Demo:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, server: str = "prosody") -> None:
         self.directory = directory
+        self.server = server
         self.processes: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.auth: AuthService | None = None
         self.mucauth: MucauthProcess | None = None
@@ -75,24 +80,41 @@ class Demo:
     # -- processes ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        prosody = ProsodyServer(
-            self.directory / "prosody",
-            domain=DOMAIN,
-            component_domain=ROOMS,
-            component_secret=COMPONENT_SECRET,
-            c2s_port=port_or_free(5222),
-            component_port=port_or_free(5347),
-            writer="examples/demo.py",
-            install_hint="./dev.sh demo installs it (apt).",
-        )
-        self.c2s_port, component_port = prosody.c2s_port, prosody.component_port
-        prosody.add_accounts(USERS)
-        prosody.start()
-        assert prosody.process is not None
-        self.processes.append(("Prosody", prosody.process))
-        log = prosody.log_path
-        say(f"  Prosody        c2s 127.0.0.1:{self.c2s_port}, components 127.0.0.1:{component_port}"
-            f" (pid {prosody.pid})")  # fmt: skip
+        name = SERVERS[self.server]
+        server: ProsodyServer | EjabberdServer
+        if self.server == "ejabberd":
+            server = EjabberdServer(
+                self.directory / "ejabberd",
+                domain=DOMAIN,
+                component_domain=ROOMS,
+                component_secret=COMPONENT_SECRET,
+                c2s_port=port_or_free(5222),
+                component_port=port_or_free(5347),
+                install_hint="./dev.sh demo installs it (apt).",
+            )
+        else:
+            server = ProsodyServer(
+                self.directory / "prosody",
+                domain=DOMAIN,
+                component_domain=ROOMS,
+                component_secret=COMPONENT_SECRET,
+                c2s_port=port_or_free(5222),
+                component_port=port_or_free(5347),
+                writer="examples/demo.py",
+                install_hint="./dev.sh demo installs it (apt).",
+            )
+        self.c2s_port, component_port = server.c2s_port, server.component_port
+        server.add_accounts(USERS)
+        server.start()
+        assert server.process is not None
+        self.processes.append((name, server.process))
+        say(f"  {name:<14} c2s 127.0.0.1:{self.c2s_port}, components 127.0.0.1:{component_port}"
+            f" (pid {server.pid})")  # fmt: skip
+
+        def logins() -> int:
+            if isinstance(server, EjabberdServer):
+                return server.component_logins()
+            return component_logins(server.log_text())
 
         self.auth = AuthService(self.directory / "auth", EXAMPLES / "rules.json")
         url = self.auth.start()
@@ -110,14 +132,14 @@ class Demo:
             writer="examples/demo.py",
         )
         self.mucauth = MucauthProcess(self.directory, tap_conf)
-        self.mucauth.start(lambda: component_logins(read_text(log)) > 0)
+        self.mucauth.start(lambda: logins() > 0)
         assert self.mucauth.process is not None
         self.processes.append(("mucauth", self.mucauth.process))
         say(
             f"  mucauth        twistd -n mucauth --config {tap_conf}"
             f" (pid {self.mucauth.process.pid})"
         )
-        say(f"                 connected to Prosody as {ROOMS}; log: {self.mucauth.log_path}")
+        say(f"                 connected to {name} as {ROOMS}; log: {self.mucauth.log_path}")
         users = ", ".join(f"{u}@{DOMAIN} (password {p})" for u, p in USERS.items())
         say(f"  users          {users}")
 
@@ -208,6 +230,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-wait", action="store_true", help="stop everything after the scripted session"
     )
+    parser.add_argument(
+        "--server",
+        choices=sorted(SERVERS),
+        default="prosody",
+        help="the XMPP server mucauth plugs into (default: prosody)",
+    )
     options = parser.parse_args(argv)
 
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -215,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_sigterm)
     directory = Path(tempfile.mkdtemp(prefix="mucauth-demo-"))
-    demo = Demo(directory)
+    demo = Demo(directory, options.server)
     status = 0
     try:
         say(f"mucauth demo: everything runs on 127.0.0.1, files in {directory}")

@@ -59,6 +59,22 @@ class DemoTests(unittest.TestCase):
         self.assertNotIn("Traceback", output)
         self.assert_all_gone(pids_in(output), output)
 
+    def test_scripted_session_behind_ejabberd(self) -> None:
+        result = run_demo("--no-wait", "--server", "ejabberd")
+        output = result.stdout + result.stderr
+        self.assertEqual(result.returncode, 0, output)
+        for expected in (
+            "connected to ejabberd as rooms.localhost",
+            "Already there: alice.",
+            "bob receives: <alice> Hello bob!",
+            'Refused: cancel/forbidden, "You are not allowed to enter this room"',
+            "alice sees bob leave.",
+            "stopped ejabberd",
+        ):
+            self.assertIn(expected, output)
+        self.assertNotIn("Traceback", output)
+        self.assert_all_gone(pids_in(output), output)
+
     def test_sigterm_while_waiting_stops_everything(self) -> None:
         self.check_stopped_by(signal.SIGTERM)
 
