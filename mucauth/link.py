@@ -140,7 +140,10 @@ class LinkFactory(xmlstream.XmlStreamFactory):
         super().clientConnectionFailed(connector, reason)
 
     def clientConnectionLost(self, connector: IConnector, reason: Failure) -> None:
-        self.log.warn(
+        # stopTrying() has run: we are shutting down and closed the link ourselves, which is
+        # news, not trouble.
+        emit = self.log.warn if self.continueTrying else self.log.info
+        emit(
             "component link: disconnected: {reason}",
             reason=_describe(reason),
             stream_error=self.last_stream_error,

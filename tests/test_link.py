@@ -39,6 +39,16 @@ class EventLog:
         return [e for e in self.events if e.get("link_event") == name]
 
 
+class FakeConnector:
+    """Enough of an IConnector for the factory's retry bookkeeping."""
+
+    def connect(self) -> None:
+        pass
+
+    def stopConnecting(self) -> None:
+        pass
+
+
 def fast_backoff(factory: LinkFactory, initial: float, factor: float = 2.0) -> None:
     """Shorter first delay and no jitter, so a test sees several retries in a second or two."""
     factory.initialDelay = factory.delay = initial
@@ -53,6 +63,17 @@ class LinkFactoryTests(SynchronousTestCase):
         factory.clock = task.Clock()
         factory.jitter = 0
         return factory
+
+    def test_lost_link_is_a_warning_but_our_own_shutdown_is_not(self) -> None:
+        log = EventLog(self)
+        factory = self.make_factory()
+        connector = FakeConnector()
+        lost = Failure(error.ConnectionDone())
+        factory.clientConnectionLost(connector, lost)  # type: ignore[arg-type]
+        factory.stopTrying()
+        factory.clientConnectionLost(connector, lost)  # type: ignore[arg-type]
+        levels = [e["log_level"].name for e in log.named("disconnected")]
+        self.assertEqual(levels, ["warn", "info"])
 
     def test_tcp_connection_keeps_the_backoff(self) -> None:
         factory = self.make_factory()
