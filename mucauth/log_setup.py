@@ -4,13 +4,15 @@ twistd starts logging after the plugin has built its service, and it first asks 
 for an :class:`~twisted.logger.ILogObserver` component (the hook ``.tac`` files use). mucauth's
 top service sets that component when twistd attaches it to the application: the observer twistd
 would have built from its own options (``--logfile``, ``--syslog``, ``-n``), or a JSON one, behind
-a level filter. An explicit ``twistd --logger`` still wins.
+a level filter. An explicit ``twistd --logger`` still wins; JSON goes where twistd's text would
+have gone (``--logfile``, or standard output).
 """
 
 from __future__ import annotations
 
+import signal
 import sys
-from typing import Any
+from typing import IO, Any
 
 from twisted.logger import (
     FilteringLogObserver,
@@ -20,10 +22,11 @@ from twisted.logger import (
     jsonFileLogObserver,
     textFileLogObserver,
 )
+from twisted.python.logfile import LogFile
 
 from mucauth.settings import LogSettings
 
-__all__ = ["LEVELS", "make_log_observer", "twistd_observer"]
+__all__ = ["LEVELS", "make_log_observer", "twistd_json_file", "twistd_observer"]
 
 LEVELS = {
     "debug": LogLevel.debug,
@@ -56,15 +59,48 @@ def twistd_observer(twistd_options: Any) -> ILogObserver:
     return observer
 
 
-def make_log_observer(settings: LogSettings, default: ILogObserver) -> ILogObserver:
-    """``default`` (text) or JSON lines on standard output, showing events at ``level`` and up.
+class LogDestinationError(Exception):
+    """twistd's command line asks for a log destination that [log] format cannot write to."""
+
+
+def twistd_json_file(twistd_options: Any) -> IO[Any]:
+    """Where twistd would write its text log, opened for JSON lines instead.
+
+    twistd only hands out a finished text observer, not its file, so its rules are repeated
+    here: ``--logfile=-`` or none with ``-n`` is standard output; a named file (``twistd.log``
+    for a daemon without one) is a :class:`LogFile` that rotates on SIGUSR1, as twistd's does.
+    """
+    if twistd_options.get("syslog"):
+        raise LogDestinationError(
+            "[log] format: json cannot go to --syslog; use --logfile, or format = text"
+        )
+    name = twistd_options.get("logfile")
+    if name == "-" or (not name and twistd_options.get("nodaemon")):
+        return sys.stdout
+    log_file = LogFile.fromFullPath(name or "twistd.log")
+    if not signal.getsignal(signal.SIGUSR1):
+
+        def rotate(signum: int, frame: Any) -> None:
+            from twisted.internet import reactor
+
+            reactor.callFromThread(log_file.rotate)  # type: ignore[attr-defined]
+
+        signal.signal(signal.SIGUSR1, rotate)
+    return log_file
+
+
+def make_log_observer(
+    settings: LogSettings, default: ILogObserver, json_file: IO[Any] | None = None
+) -> ILogObserver:
+    """``default`` (text) or JSON lines to ``json_file`` (standard output unless given),
+    showing events at ``level`` and up.
 
     JSON records are one object per line, without the RFC 7464 record separator that Twisted
     writes by default, so log shippers and ``jq`` read them as JSON Lines.
     """
     base: ILogObserver
     if settings.format == "json":
-        base = jsonFileLogObserver(sys.stdout, recordSeparator="")
+        base = jsonFileLogObserver(json_file or sys.stdout, recordSeparator="")
     else:
         base = default
     predicate = LogLevelFilterPredicate(defaultLogLevel=LEVELS[settings.level])

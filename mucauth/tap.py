@@ -25,7 +25,12 @@ from mucauth.authorize.http import redact_url
 from mucauth.config import ConfigError, load_settings
 from mucauth.effective import describe_settings
 from mucauth.link import ComponentLink
-from mucauth.log_setup import make_log_observer, twistd_observer
+from mucauth.log_setup import (
+    LogDestinationError,
+    make_log_observer,
+    twistd_json_file,
+    twistd_observer,
+)
 from mucauth.metrics import Metrics, MetricsServer
 from mucauth.muc.service import MUCService
 from mucauth.settings import Settings
@@ -203,8 +208,15 @@ def makeService(options: Options) -> IService:
     """twistd's entry point: the settings were loaded and checked in ``Options.postOptions``."""
     settings: Settings = options["settings"]
     twistd_options = getattr(options, "parent", None)
-    default = twistd_observer(twistd_options) if twistd_options is not None else None
-    observer = make_log_observer(settings.log, default) if default is not None else None
+    observer = None
+    if twistd_options is not None:
+        json_file = None
+        if settings.log.format == "json":
+            try:
+                json_file = twistd_json_file(twistd_options)
+            except LogDestinationError as e:
+                raise SystemExit(f"mucauth: {options['config']}: {e}") from None
+        observer = make_log_observer(settings.log, twistd_observer(twistd_options), json_file)
     service = make_service(settings, log_observer=observer, freeze_startup_heap=True)
     for child in service:
         if isinstance(child, MetricsServer):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -17,6 +18,7 @@ from twisted.application.service import Application, IService
 from twisted.internet import task
 from twisted.internet.defer import succeed
 from twisted.logger import ILogObserver, LogLevel
+from twisted.python.logfile import LogFile
 from twisted.trial.unittest import SynchronousTestCase
 from wokkel.component import Component
 
@@ -24,10 +26,11 @@ from mucauth import tap
 from mucauth.authorize.gate import Gate
 from mucauth.config import load_settings
 from mucauth.link import ComponentLink
-from mucauth.log_setup import make_log_observer
+from mucauth.log_setup import LogDestinationError, make_log_observer, twistd_json_file
 from mucauth.muc.service import MUCService
 from mucauth.settings import ErrorCondition, LogSettings, Settings
 from mucauth.tap import SHUTDOWN_GRACE, MucauthService, Options, make_service, makeService
+from tests.support.ports import free_port
 from tests.support.prosody import ProsodyServer
 
 TWISTD = str(Path(sys.executable).parent / "twistd")
@@ -220,6 +223,21 @@ class LogSetupTests(SynchronousTestCase):
         [line] = out.getvalue().splitlines()
         self.assertEqual(json.loads(line)["who"], "you")
 
+    def test_json_goes_where_twistd_would_write_text(self) -> None:
+        self.assertIs(twistd_json_file({"logfile": "-", "nodaemon": True}), sys.stdout)
+        self.assertIs(twistd_json_file({"logfile": None, "nodaemon": True}), sys.stdout)
+        self.patch(signal, "signal", lambda *args: None)  # leave this process's SIGUSR1 alone
+        path = temp_dir(self) / "mucauth.log"
+        log_file = twistd_json_file({"logfile": str(path), "nodaemon": True})
+        self.addCleanup(log_file.close)
+        self.assertIsInstance(log_file, LogFile)
+        self.assertEqual(log_file.path, str(path))
+
+    def test_json_cannot_go_to_syslog(self) -> None:
+        with self.assertRaises(LogDestinationError) as caught:
+            twistd_json_file({"syslog": True, "nodaemon": True})
+        self.assertIn("[log] format: json cannot go to --syslog", str(caught.exception))
+
     def test_observer_becomes_the_applications_log_observer(self) -> None:
         # twistd asks the application for an ILogObserver component before it starts logging.
         observer, _ = self.observe(LogSettings(level="error"))
@@ -239,10 +257,10 @@ class LogSetupTests(SynchronousTestCase):
 
 
 def run_twistd(
-    config: Path, cwd: Path, *extra: str, timeout: float = 20
+    config: Path, cwd: Path, *extra: str, timeout: float = 20, before: list[str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [TWISTD, "-n", "--pidfile=", "mucauth", "--config", str(config), *extra],
+        [TWISTD, "-n", "--pidfile=", *(before or []), "mucauth", "--config", str(config), *extra],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -301,6 +319,53 @@ class TwistdCommandTests(SynchronousTestCase):
             result.stderr, "mucauth: tap.conf: cannot read: No such file or directory\n"
         )
         self.assertNotIn("Traceback", result.stdout + result.stderr)
+
+    def test_json_log_goes_to_the_logfile(self) -> None:
+        """With --logfile, [log] format = json writes its lines there, not to standard output."""
+        directory = temp_dir(self)
+        nobody = free_port()  # no XMPP server: the link logs its failed attempts
+        (directory / "tap.conf").write_text(
+            CONFIG.format(port=nobody) + "\n[log]\nformat = json\nlevel = info\n"
+        )
+        process = subprocess.Popen(
+            [
+                TWISTD,
+                "-n",
+                "--pidfile=",
+                "--logfile=mucauth.log",
+                "mucauth",
+                "--config",
+                "tap.conf",
+            ],
+            cwd=directory,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.addCleanup(_kill, process)
+        log_path = directory / "mucauth.log"
+        deadline = time.monotonic() + 15
+        while "connect_failed" not in (log_path.read_text() if log_path.exists() else ""):
+            if time.monotonic() > deadline or process.poll() is not None:
+                self.fail("no JSON log in --logfile: " + repr(process.communicate(timeout=5)))
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=10)
+        self.assertEqual((stdout, stderr), ("", ""))
+        events = [json.loads(line) for line in log_path.read_text().splitlines()]
+        self.assertIn("connect_failed", {e.get("link_event") for e in events})
+        self.assertNotIn(SECRET, log_path.read_text())
+
+    def test_json_log_refuses_syslog(self) -> None:
+        directory = temp_dir(self)
+        (directory / "tap.conf").write_text(CONFIG.format(port=5347) + "\n[log]\nformat = json\n")
+        result = run_twistd(Path("tap.conf"), directory, timeout=20, before=["--syslog"])
+        self.assertEqual(result.returncode, 1)
+        self.assertEqual(
+            result.stderr,
+            "mucauth: tap.conf: [log] format: json cannot go to --syslog;"
+            " use --logfile, or format = text\n",
+        )
 
     def test_runs_against_prosody_and_stops_cleanly(self) -> None:
         directory = temp_dir(self)
