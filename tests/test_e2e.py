@@ -131,6 +131,8 @@ class JoinGateTests(StackTestCase):
         result = self.join("alice", "lobby")
         self.assert_joined(result)
         self.assertIn(201, result.status_codes)  # she created it
+        [own] = [p for p in result.presences if 110 in p.status_codes]
+        self.assertEqual(own.id, result.join_id)  # her join's id, reflected through the server
         self.assert_logged("lobby", "allow", "user=alice@localhost")
 
     def test_second_joiner_sees_the_first(self) -> None:

@@ -468,7 +468,9 @@ class MUCService(XMPPHandler):
             own_codes.add(stanzas.NICK_ASSIGNED)
         self._broadcast(room, occupant, skip=user)
         self.send(
-            stanzas.occupant_presence(room, occupant, user, show_jid=True, statuses=own_codes)
+            stanzas.occupant_presence(
+                room, occupant, user, show_jid=True, statuses=own_codes, stanza_id=request.stanza_id
+            )
         )
         # Most joins create a room or enter a quiet one: no history to pick, so the join's
         # <history/> wish is not even read.
@@ -558,7 +560,12 @@ class MUCService(XMPPHandler):
         room = self._rooms.get(room_jid)
         if room is None or room.occupant_for(user) is None:
             return
-        self._leave(room, user, payload=stanzas.client_children(presence))
+        self._leave(
+            room,
+            user,
+            payload=stanzas.client_children(presence),
+            stanza_id=presence.getAttribute("id"),
+        )
 
     def _leave(
         self,
@@ -568,6 +575,7 @@ class MUCService(XMPPHandler):
         payload: list[domish.Element] | None = None,
         statuses: Iterable[int] = (),
         tell_leaver: bool = True,
+        stanza_id: str | None = None,
     ) -> None:
         result = room.leave(user)
         occupant = result.occupant
@@ -582,6 +590,7 @@ class MUCService(XMPPHandler):
                     statuses={stanzas.SELF_PRESENCE, *statuses},
                     payload=payload,
                     real_jid=user,
+                    stanza_id=stanza_id,
                 )
             )
         if result.gone:

@@ -134,16 +134,21 @@ def occupant_presence(
     new_nick: str | None = None,
     payload: Sequence[domish.Element] | None = None,
     real_jid: JID | None = None,
+    stanza_id: str | None = None,
 ) -> domish.Element:
     """One occupant's presence as one recipient sees it.
 
     ``nick`` overrides the occupant JID's resource (the old nick of a 303), ``new_nick`` goes
     into the item of a 303, ``show_jid`` is decided per viewer by the room's anonymity.
     ``real_jid`` names the session when it is no longer in ``occupant.sessions`` (it just left).
+    ``stanza_id`` is the id of the client's own join or leave, reflected in its self-presence
+    so the client can tie the answer to what it sent (as Prosody's own MUC does).
     """
     presence = domish.Element((None, "presence"))
     presence["from"] = occupant_address(room.jid, nick or occupant.nick)
     presence["to"] = to.full()
+    if stanza_id:
+        presence["id"] = stanza_id
     if unavailable:
         presence["type"] = "unavailable"
     children: Sequence[object] = payload if payload is not None else ()

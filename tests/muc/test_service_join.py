@@ -50,6 +50,7 @@ class AllowedJoinTests(ServiceTestCase):
         self_presence, subject = self.enter(ALICE, "alice")
         self.assertEqual(summary(self_presence), ("presence", ROOM + "/alice", ALICE, None))
         self.assertEqual(codes(self_presence), {110, 201})
+        self.assertEqual(self_presence.getAttribute("id"), "j1")  # the join's id, reflected
         it = item(self_presence)
         self.assertEqual((it["affiliation"], it["role"], it["jid"]), ("owner", "moderator", ALICE))
         self.assertIsNotNone(occupant_id(self_presence))
@@ -71,6 +72,8 @@ class AllowedJoinTests(ServiceTestCase):
             ],
         )
         alice_to_bob, bob_to_alice, own, _ = out
+        # Only bob's own answer carries his join's id: the others are not answers to anything.
+        self.assertEqual([s.getAttribute("id") for s in out], [None, None, "j1", None])
         self.assertEqual(codes(alice_to_bob), set())
         self.assertFalse(item(alice_to_bob).hasAttribute("jid"))  # semi-anonymous
         self.assertEqual(item(bob_to_alice)["jid"], BOB)  # alice moderates

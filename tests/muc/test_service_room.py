@@ -188,13 +188,19 @@ class LeaveTests(TwoOccupants):
     def test_leave(self) -> None:
         self.receive(
             presence(
-                BOB, ROOM + "/bob", type="unavailable", muc=False, inner="<status>bye</status>"
+                BOB,
+                ROOM + "/bob",
+                type="unavailable",
+                id="bye1",
+                muc=False,
+                inner="<status>bye</status>",
             )
         )
         out = self.take()
         self.assertEqual([p["to"] for p in out], [BOB, ALICE])
         own, other = out
         self.assertEqual((own["type"], codes(own)), ("unavailable", {110}))
+        self.assertEqual([p.getAttribute("id") for p in out], ["bye1", None])
         self.assertEqual((other["type"], codes(other)), ("unavailable", set()))
         self.assertEqual(item(other)["role"], "none")
         self.assertIn("bye", other.toXml())
