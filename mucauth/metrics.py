@@ -280,11 +280,18 @@ class MetricsServer(TCPServer):
 
     log = Logger()
 
-    # twistd's mucauth sets this: a port already taken should stop start-up with one line naming
-    # the setting, like a config mistake, not a traceback. Embedders get the CannotListenError.
-    exit_on_listen_error = False
-
-    def __init__(self, metrics: Metrics, settings: MetricsSettings, reactor: Any = None) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        settings: MetricsSettings,
+        reactor: Any = None,
+        *,
+        exit_on_listen_error: bool = False,
+    ) -> None:
+        """``exit_on_listen_error`` is for twistd's mucauth: a port already taken stops start-up
+        with one line naming the setting, like a config mistake, not a traceback. Embedders get
+        the CannotListenError."""
+        self.exit_on_listen_error = exit_on_listen_error
         if settings.port is None:
             raise ValueError("[metrics] port is not set")
         self._where = f"{settings.interface}:{settings.port}"

@@ -161,8 +161,13 @@ def make_service(
     reactor: Any = None,
     log_observer: ILogObserver | None = None,
     freeze_startup_heap: bool = False,
+    exit_on_listen_error: bool = False,
 ) -> MucauthService:
-    """Build mucauth from ``settings``: for twistd (via :func:`makeService`) and for embedding."""
+    """Build mucauth from ``settings``: for twistd (via :func:`makeService`) and for embedding.
+
+    The last two are for a process that is mucauth alone (twistd): freeze the start-up heap
+    out of the collector's way, and stop with one line when the metrics port is taken.
+    """
     if reactor is None:
         from twisted.internet import reactor as default_reactor
 
@@ -200,7 +205,9 @@ def make_service(
     if metrics is not None:
         metrics.watch(muc=muc, gate=gate)
         metrics.link_handler().setHandlerParent(link)
-        MetricsServer(metrics, settings.metrics, reactor).setServiceParent(service)
+        MetricsServer(
+            metrics, settings.metrics, reactor, exit_on_listen_error=exit_on_listen_error
+        ).setServiceParent(service)
     return service
 
 
@@ -217,8 +224,6 @@ def makeService(options: Options) -> IService:
             except LogDestinationError as e:
                 raise SystemExit(f"mucauth: {options['config']}: {e}") from None
         observer = make_log_observer(settings.log, twistd_observer(twistd_options), json_file)
-    service = make_service(settings, log_observer=observer, freeze_startup_heap=True)
-    for child in service:
-        if isinstance(child, MetricsServer):
-            child.exit_on_listen_error = True
-    return service
+    return make_service(
+        settings, log_observer=observer, freeze_startup_heap=True, exit_on_listen_error=True
+    )
