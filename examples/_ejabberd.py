@@ -34,7 +34,7 @@ from pathlib import Path
 if __package__:
     from ._stack import ProcessError, free_port, read_text, tail
 else:
-    from _stack import ProcessError, free_port, read_text, tail
+    from _stack import ProcessError, free_port, read_text, tail  # type: ignore[no-redef]  # same module
 
 ERL = "/usr/bin/erl"
 # Where Debian installs ejabberd's Erlang applications (ejabberdctl sets the same ERL_LIBS).

@@ -21,7 +21,7 @@ from pathlib import Path
 if __package__:
     from ._stack import ProcessError, free_port, read_text, stop_process, tail, wait_for_port
 else:
-    from _stack import ProcessError, free_port, read_text, stop_process, tail, wait_for_port
+    from _stack import ProcessError, free_port, read_text, stop_process, tail, wait_for_port  # type: ignore[no-redef]  # same module
 
 PROSODY = "/usr/bin/prosody"
 PROSODYCTL = "/usr/bin/prosodyctl"

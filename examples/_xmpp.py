@@ -20,11 +20,12 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from slixmpp import JID, ClientXMPP
 from slixmpp.exceptions import IqError, IqTimeout, PresenceError
 from slixmpp.stanza import Iq, Message, Presence
+from slixmpp.xmlstream import StanzaBase
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
@@ -242,11 +243,13 @@ class XMPPClient:
         xmpp.enable_direct_tls = False
         for plugin in ("xep_0030", "xep_0045", "xep_0199"):
             xmpp.register_plugin(plugin)
+        # The matchers pass the inbox only presences and messages.
+        add = cast("Callable[[StanzaBase], None]", self._inbox.add)
         xmpp.register_handler(
-            Callback("test inbox presence", MatchXPath("{jabber:client}presence"), self._inbox.add)
+            Callback("test inbox presence", MatchXPath("{jabber:client}presence"), add)
         )
         xmpp.register_handler(
-            Callback("test inbox message", MatchXPath("{jabber:client}message"), self._inbox.add)
+            Callback("test inbox message", MatchXPath("{jabber:client}message"), add)
         )
         xmpp.add_filter("out", self._note_presence_id)
         self.xmpp = xmpp

@@ -44,13 +44,16 @@ import argparse
 import hmac
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from twisted.internet import reactor, ssl
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
+from twisted.web import http
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
@@ -189,7 +192,8 @@ class JoinResource(Resource):
         if request.path != self.path:
             return json_body(request, 404, {"allowed": False, "error": "no such page"})
 
-        args = {k.decode(): v[0].decode() for k, v in (request.args or {}).items()}
+        query: dict[bytes, list[bytes]] = request.args or {}
+        args = {k.decode(): v[0].decode() for k, v in query.items()}
         user, room, nick = args.get("userJID"), args.get("mucJID"), args.get("nickname")
         auth_state = self.check_authorization(request)
         if self.test_answers:
@@ -245,7 +249,7 @@ class QuietSite(Site):
 
     noisy = False
 
-    def log(self, request: Request) -> None:
+    def log(self, request: http.Request) -> None:
         pass
 
 
@@ -288,10 +292,12 @@ def main(argv: list[str] | None = None) -> int:
         port = reactor.listenSSL(options.port, site, context, interface=options.interface)  # type: ignore[attr-defined]
         scheme = "https"
     else:
-        port = reactor.listenTCP(options.port, site, interface=options.interface)  # type: ignore[attr-defined]
+        # Twisted types the factory as ServerFactory[_ProtoWithFactory], which no Site matches.
+        port = reactor.listenTCP(options.port, site, interface=options.interface)  # type: ignore[arg-type]
         scheme = "http"
     # One plain line that scripts and tests parse to learn the port (--port 0).
     address = port.getHost()
+    assert isinstance(address, IPv4Address | IPv6Address)
     host = f"[{address.host}]" if ":" in address.host else address.host  # IPv6 in a URL
     print(f"listening on {scheme}://{host}:{address.port}{options.path}", flush=True)
     log.info(
@@ -370,7 +376,7 @@ def _huge(request: Request, rule: Rule, allowed: bool, reason: str) -> bytes:
     return json_body(request, 200, {"allowed": True, "padding": "x" * 200_000})
 
 
-TEST_ANSWERS = {
+TEST_ANSWERS: dict[str, Callable[[Request, Rule, bool, str], bytes | int]] = {
     "slow": _slow,
     "stall": _stall,
     "500": _server_error,
