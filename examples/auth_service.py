@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         port = reactor.listenSSL(options.port, site, context, interface=options.interface)  # type: ignore[attr-defined]
         scheme = "https"
     else:
-        # Twisted types the factory as ServerFactory[_ProtoWithFactory], which no Site matches.
+        # Twisted types the factory as ServerFactory[_ProtoWithFactory]; any protocol factory works.
         port = reactor.listenTCP(options.port, site, interface=options.interface)  # type: ignore[arg-type]
         scheme = "http"
     # One plain line that scripts and tests parse to learn the port (--port 0).

@@ -89,7 +89,12 @@ class DemoTests(unittest.TestCase):
             text=True,
             start_new_session=True,
         )
-        self.addCleanup(lambda: process.poll() is None and os.killpg(process.pid, signal.SIGKILL))
+
+        def kill_if_running() -> None:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+
+        self.addCleanup(kill_if_running)
         watchdog = threading.Timer(90, lambda: os.killpg(process.pid, signal.SIGKILL))
         watchdog.start()  # reading its output must not hang the suite
         self.addCleanup(watchdog.cancel)

@@ -8,11 +8,11 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet import error, reactor, task
 from twisted.internet.defer import Deferred, inlineCallbacks
-from twisted.logger import LogEvent, formatEvent, globalLogPublisher
+from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.words.protocols.jabber import component as jabber_component
@@ -32,8 +32,9 @@ class EventLog:
 
     def __init__(self, test: SynchronousTestCase) -> None:
         self.events: list[LogEvent] = []
-        globalLogPublisher.addObserver(self.events.append)
-        test.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+        observer = cast(ILogObserver, self.events.append)
+        globalLogPublisher.addObserver(observer)
+        test.addCleanup(globalLogPublisher.removeObserver, observer)
 
     def named(self, name: str) -> list[LogEvent]:
         return [e for e in self.events if e.get("link_event") == name]
@@ -60,7 +61,7 @@ class LinkFactoryTests(SynchronousTestCase):
     def make_factory(self) -> LinkFactory:
         authenticator = jabber_component.ConnectComponentAuthenticator("rooms.localhost", "x")
         factory = LinkFactory(authenticator, JID("rooms.localhost"))
-        factory.clock = task.Clock()
+        factory.clock = task.Clock()  # type: ignore[assignment]  # Twisted types it as None
         factory.jitter = 0
         return factory
 
@@ -95,8 +96,8 @@ class LinkFactoryTests(SynchronousTestCase):
         factory.connector = object()  # type: ignore[assignment]
         for _ in range(4):
             factory.retry()
-            factory.clock.advance(0)  # type: ignore[union-attr]
-            factory._callID.cancel()  # type: ignore[union-attr]
+            factory.clock.advance(0)  # type: ignore[attr-defined]
+            factory._callID.cancel()  # type: ignore[attr-defined]
             factory._callID = None
         delays = [round(e["delay"], 3) for e in log.named("reconnect_scheduled")]
         self.assertEqual(delays, [1.0, 2.718, 5.0, 5.0])
@@ -135,7 +136,7 @@ class ReconnectTests(SynchronousTestCase):
         self.clock = task.Clock()
         authenticator = jabber_component.ConnectComponentAuthenticator("rooms.localhost", "x")
         self.factory = LinkFactory(authenticator, JID("rooms.localhost"))
-        self.factory.clock = self.clock
+        self.factory.clock = self.clock  # type: ignore[assignment]  # Twisted types it as None
         self.factory.jitter = 0
         self.connector = CountingConnector()
 

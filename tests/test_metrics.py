@@ -8,6 +8,7 @@ import treq
 from prometheus_client.parser import text_string_to_metric_families
 from treq.client import HTTPClient
 from twisted.internet import reactor
+from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
@@ -71,7 +72,7 @@ class Stack(GatedMUC):
 
     async def get(self, path: str = "/metrics", accept: str | None = None) -> tuple[int, bytes]:
         client = HTTPClient(Agent(reactor, pool=self.pool))
-        headers = {"Accept": accept} if accept else None
+        headers: dict[bytes | str, bytes | str] | None = {"Accept": accept} if accept else None
         response = await client.get(self.url + path, headers=headers)
         return response.code, await treq.content(response)
 
@@ -297,9 +298,12 @@ class LinkMetricsTests(TestCase):
     def setUp(self) -> None:
         self.router = jabber_component.Router()
         factory = jabber_component.XMPPComponentServerFactory(self.router, SECRET)
-        self.listening = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        # Twisted types the factory as ServerFactory[_ProtoWithFactory]; any protocol factory works.
+        self.listening = reactor.listenTCP(0, factory, interface="127.0.0.1")  # type: ignore[arg-type]
         self.addCleanup(self.listening.stopListening)
-        self.port = self.listening.getHost().port
+        address = self.listening.getHost()
+        assert isinstance(address, IPv4Address)
+        self.port = address.port
 
     def start_link(self, domain: str, *handlers: XMPPHandler) -> ComponentLink:
         link = ComponentLink(

@@ -10,8 +10,9 @@ import sys
 import sysconfig
 import tempfile
 from pathlib import Path
+from typing import cast
 
-from twisted.application.service import IServiceMaker
+from twisted.application.service import IServiceMaker, ServiceMaker
 from twisted.plugin import getPlugins
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -59,7 +60,7 @@ class PluginTests(SynchronousTestCase):
     def test_plugin_is_found_in_process(self) -> None:
         makers = {m.tapname: m for m in getPlugins(IServiceMaker)}
         self.assertIn("mucauth", makers)
-        self.assertEqual(makers["mucauth"].module, "mucauth.tap")
+        self.assertEqual(cast(ServiceMaker, makers["mucauth"]).module, "mucauth.tap")
 
     def test_twistd_help_lists_mucauth(self) -> None:
         out = run(VENV_BIN / "twistd", "--help", cwd=Path(tempfile.gettempdir()))

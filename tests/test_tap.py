@@ -12,11 +12,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from twisted.application.service import Application, IService
 from twisted.internet import task
-from twisted.internet.defer import succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import ILogObserver, LogLevel
 from twisted.python.logfile import LogFile
 from twisted.trial.unittest import SynchronousTestCase
@@ -139,9 +139,18 @@ class ShutdownTests(SynchronousTestCase):
         clock = task.Clock()
         service = make_service(settings(self), reactor=clock)
         calls: list[str] = []
+
+        def stop_link() -> Deferred[None]:
+            calls.append("link.stop")
+            return succeed(None)
+
+        def close_gate() -> Deferred[None]:
+            calls.append("gate.close")
+            return succeed(None)
+
         self.patch(service.muc, "shutdown", lambda: calls.append("muc.shutdown"))
-        self.patch(service.link, "stopService", lambda: calls.append("link.stop") or succeed(None))
-        self.patch(service.gate, "close", lambda: calls.append("gate.close") or succeed(None))
+        self.patch(service.link, "stopService", stop_link)
+        self.patch(service.gate, "close", close_gate)
         service.running = 1
         service.link.running = 1
         stopped = service.stopService()
@@ -160,8 +169,12 @@ class ShutdownTests(SynchronousTestCase):
         def broken() -> None:
             raise RuntimeError("boom")
 
+        def close_gate() -> Deferred[None]:
+            closed.append(True)
+            return succeed(None)
+
         self.patch(service.muc, "shutdown", broken)
-        self.patch(service.gate, "close", lambda: closed.append(True) or succeed(None))
+        self.patch(service.gate, "close", close_gate)
         stopped = service.stopService()
         clock.advance(SHUTDOWN_GRACE)
         self.successResultOf(stopped)
@@ -195,7 +208,7 @@ class StartupHeapTests(SynchronousTestCase):
 class LogSetupTests(SynchronousTestCase):
     def observe(self, settings: LogSettings) -> tuple[Any, list[dict[str, Any]]]:
         seen: list[dict[str, Any]] = []
-        return make_log_observer(settings, seen.append), seen
+        return make_log_observer(settings, cast(ILogObserver, seen.append)), seen
 
     def event(self, level: LogLevel) -> dict[str, Any]:
         return {"log_level": level, "log_format": "x", "log_namespace": "test"}
@@ -231,7 +244,7 @@ class LogSetupTests(SynchronousTestCase):
         log_file = twistd_json_file({"logfile": str(path), "nodaemon": True})
         self.addCleanup(log_file.close)
         self.assertIsInstance(log_file, LogFile)
-        self.assertEqual(log_file.path, str(path))
+        self.assertEqual(cast(LogFile, log_file).path, str(path))
 
     def test_json_cannot_go_to_syslog(self) -> None:
         with self.assertRaises(LogDestinationError) as caught:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from twisted.internet.defer import fail
-from twisted.logger import Logger
+from twisted.logger import ILogObserver, Logger
 from twisted.words.protocols.jabber.jid import JID
 
 from mucauth.authorize.base import Decision, StaticAuthorizer
@@ -271,7 +273,7 @@ class RefusalTests(ServiceTestCase):
 
     def test_one_log_event_per_decision(self) -> None:
         events: list[dict[str, object]] = []
-        self.service.log = Logger(observer=events.append)
+        self.service.log = Logger(observer=cast(ILogObserver, events.append))
         self.refused()
         [event] = events
         self.assertEqual(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from typing import NoReturn
 
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
@@ -257,7 +258,7 @@ class MalformedInputTests(ServiceTestCase):
     def test_unexpected_exception_is_internal_server_error(self) -> None:
         self.enter(ALICE, "alice")
 
-        def broken(*args: object) -> None:
+        def broken(*args: object, **kwargs: object) -> NoReturn:
             raise RuntimeError("bug")
 
         self.service.rooms[JID(ROOM)].update_presence = broken  # type: ignore[method-assign]

@@ -20,6 +20,7 @@ from twisted.internet.error import DNSLookupError
 from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import LogLevel, globalLogPublisher
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.words.protocols.jabber.jid import JID
 
@@ -143,7 +144,11 @@ class HTTPFaultTests(FaultCase):
         def sample() -> None:
             peak[0] = max(peak[0], auth.open_connections, len(server.open_connections))
 
-        checks = [auth.authorize(join(n)).addBoth(lambda d: (sample(), d)[1]) for n in range(100)]
+        def sampled(result: Decision | Failure) -> Decision | Failure:
+            sample()
+            return result
+
+        checks = [auth.authorize(join(n)).addBoth(sampled) for n in range(100)]
         for share in (0.1, 0.3, 0.6, 0.9):
             reactor.callLater(share * limit, sample)  # type: ignore[attr-defined]
         during: list[int] = []
@@ -265,7 +270,8 @@ class NameResolutionTests(SynchronousTestCase):
 
     def test_cancel_while_resolving_is_a_quiet_cancellation(self) -> None:
         """The user left while the host name was being resolved: no traceback, no error line."""
-        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        # Twisted annotates the test as trial's TestCase; it only calls addCleanup.
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)  # type: ignore[arg-type]
         auth = HTTPAuthorizer(
             HTTPAuthSettings(url="http://auth.test/"), Clock(), http_client=_Resolving()
         )

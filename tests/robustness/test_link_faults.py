@@ -185,7 +185,7 @@ class HostileTrafficTests(unittest.TestCase):
         self.addCleanup(stack.stop)
         stack.start()
         logins = stack.component_logins()
-        domain = stack.prosody.component_domain
+        domain = stack.component_domain
         alice, bob = stack.client("alice"), stack.client("bob")
         self.assertTrue(alice.join(stack.room("lobby"), "alice").ok)
         sent = 0
@@ -222,7 +222,7 @@ class BackoffCapTests(SynchronousTestCase):
             jabber_component.ConnectComponentAuthenticator("rooms.example.org", "s"),
             JID("rooms.example.org"),
         )
-        factory.clock = clock
+        factory.clock = clock  # type: ignore[assignment]  # Twisted types it as None
         factory.maxDelay = 30
 
         class Connector:

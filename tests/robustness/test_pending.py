@@ -50,7 +50,8 @@ class BoundedWorkTests(ServiceTestCase):
         self.assertEqual(dict(self.service._pending_per_user), {})
 
     def test_refusal_past_the_service_limit_is_immediate_logged_and_asks_nobody(self) -> None:
-        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        # Twisted annotates the test as trial's TestCase; it only calls addCleanup.
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)  # type: ignore[arg-type]
         self.join(ALICE, "alice")
         self.join(BOB, "bob")
         self.join(CAROL, "carol")
@@ -64,7 +65,8 @@ class BoundedWorkTests(ServiceTestCase):
         self.assertEqual(self.service.pending_checks, 3)
 
     def test_refusal_past_the_user_limit_is_logged(self) -> None:
-        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        # Twisted annotates the test as trial's TestCase; it only calls addCleanup.
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)  # type: ignore[arg-type]
         self.join(ALICE, "alice")
         self.join(ALICE2, "alice", room=OTHER)
         self.join(ALICE, "alice", room="third@" + SERVICE, id="x")

@@ -10,7 +10,9 @@ behind.
 
 from __future__ import annotations
 
-from twisted.logger import LogLevel, globalLogPublisher
+from typing import cast
+
+from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
 from twisted.words.protocols.jabber.jid import JID
 
 from mucauth.authorize.base import Decision
@@ -170,8 +172,9 @@ class HostileStanzaTests(ServiceTestCase):
         """Stringprep of a 100 KB JID takes most of a second (a megabyte: 20 s), all of it
         on the reactor thread: an oversized ``from`` or ``to`` must be refused by its length."""
         events: list[dict[str, object]] = []
-        globalLogPublisher.addObserver(events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        observer = cast(ILogObserver, events.append)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
         self.receive(presence("a" * 1_000_000 + "@example.org/x", ROOM + "/n"))
         self.receive(presence(ALICE, "room@" + "d" * 1_000_000 + "/n"))
         self.assertEqual(self.take(), [])

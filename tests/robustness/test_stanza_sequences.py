@@ -30,14 +30,14 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
-from twisted.logger import globalLogPublisher
+from twisted.logger import ILogObserver, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 from wokkel.generic import parseXml
 from wokkel.test import helpers as wokkel_helpers
-from zope.interface import implementer
+from zope.interface import implementer, provider
 
 from mucauth.authorize.base import Decision, IJoinAuthorizer, JoinRequest
 from mucauth.authorize.cache import CachingAuthorizer, SingleFlightAuthorizer
@@ -211,6 +211,7 @@ class StanzaSequenceTests(SynchronousTestCase):
         service.setHandlerParent(manager)
         run = Run(service, manager, auth, limits, clock=clock, layered=layered)
 
+        @provider(ILogObserver)
         def observe(event: dict[str, Any]) -> None:
             if event.get("log_failure") is not None:
                 run.failures.append(event)

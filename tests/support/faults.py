@@ -94,7 +94,8 @@ def start_fault_server(behaviour: Behaviour, *, on_connect: bool = False) -> Fau
     server = FaultServer(behaviour, on_connect)
     factory = Factory.forProtocol(lambda: FaultConnection(server))  # type: ignore[arg-type]
     factory.noisy = False
-    server.port = global_reactor.listenTCP(0, factory, interface="127.0.0.1")  # type: ignore[attr-defined]
+    # Twisted types the factory as ServerFactory[_ProtoWithFactory]; any protocol factory works.
+    server.port = global_reactor.listenTCP(0, factory, interface="127.0.0.1")  # type: ignore[arg-type]
     return server
 
 

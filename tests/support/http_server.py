@@ -7,13 +7,16 @@ socket.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet import reactor as global_reactor
 from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.interfaces import ITCPTransport
+from twisted.internet.protocol import connectionDone
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
@@ -28,7 +31,7 @@ class Seen:
     uri: bytes
     path: bytes
     args: dict[bytes, list[bytes]]
-    headers: dict[bytes, list[bytes]]
+    headers: dict[bytes, Sequence[bytes]]
 
     def arg(self, name: str) -> str:
         [value] = self.args[name.encode()]
@@ -121,7 +124,7 @@ class _Tracked(ProtocolWrapper):
         self.closed: Deferred[None] = Deferred()
         self.factory.connections.append(self)
 
-    def connectionLost(self, reason: Any) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         super().connectionLost(reason)
         self.closed.callback(None)
 
@@ -166,7 +169,7 @@ class AuthServer:
         self._stopped = True
         stopping = self.port.stopListening()
         for conn in self.open_connections:
-            conn.transport.abortConnection()
+            cast(ITCPTransport, conn.transport).abortConnection()
         return DeferredList([stopping, self.all_closed()])
 
 

@@ -179,7 +179,7 @@ class LinkFaultStack(Stack):
             self.proxy = TCPProxy(self.prosody.component_port)
         config = write_tap_conf(
             self.directory / "tap.conf",
-            jid=self.prosody.component_domain,
+            jid=self.component_domain,
             host="127.0.0.1",
             port=self.proxy.port,
             secret=self.prosody.component_secret,
