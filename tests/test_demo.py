@@ -13,6 +13,7 @@ import unittest
 from pathlib import Path
 
 from examples._stack import pid_alive
+from tests.support.signals import default_ctrl_c
 
 DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo.py"
 
@@ -88,6 +89,7 @@ class DemoTests(unittest.TestCase):
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
+            preexec_fn=default_ctrl_c,
         )
 
         def kill_if_running() -> None:

@@ -32,6 +32,7 @@ from mucauth.settings import ErrorCondition, LogSettings, Settings
 from mucauth.tap import SHUTDOWN_GRACE, MucauthService, Options, make_service, makeService
 from tests.support.ports import free_port
 from tests.support.prosody import ProsodyServer
+from tests.support.signals import default_ctrl_c
 
 TWISTD = str(Path(sys.executable).parent / "twistd")
 SECRET = "tap-S3CRET-never-shown"
@@ -354,6 +355,7 @@ class TwistdCommandTests(SynchronousTestCase):
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=default_ctrl_c,
         )
         self.addCleanup(_kill, process)
         log_path = directory / "mucauth.log"
@@ -398,6 +400,7 @@ class TwistdCommandTests(SynchronousTestCase):
                 cwd=directory,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
+                preexec_fn=default_ctrl_c,
             )
         self.addCleanup(_kill, process)
         deadline = time.monotonic() + 15
