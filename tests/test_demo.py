@@ -92,15 +92,21 @@ class DemoTests(unittest.TestCase):
             preexec_fn=default_ctrl_c,
         )
 
+        lines: list[str] = []
+
         def kill_if_running() -> None:
+            """After a failure: the demo and each server it started (every one of them runs
+            in its own process group, so killing the demo's group alone would leave them)."""
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
+            for pid in pids_in("".join(lines)):
+                if pid_alive(pid):
+                    os.kill(pid, signal.SIGKILL)
 
         self.addCleanup(kill_if_running)
         watchdog = threading.Timer(90, lambda: os.killpg(process.pid, signal.SIGKILL))
         watchdog.start()  # reading its output must not hang the suite
         self.addCleanup(watchdog.cancel)
-        lines = []
         assert process.stdout is not None
         for line in process.stdout:  # until the demo says it is waiting
             lines.append(line)
