@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.words.xish import domish
 from wokkel.generic import parseXml
 from wokkel.test.helpers import TestableStreamManager
-from zope.interface import implementer
 
-from mucauth.authorize.base import Decision, IJoinAuthorizer, JoinRequest
+from mucauth.authorize.base import Decision, JoinRequest
 from mucauth.muc.service import MUCService
 from mucauth.settings import MUCSettings
+from tests.authorize.fakes import Pending
 
 SERVICE = "rooms.example.org"
 ROOM = "room@" + SERVICE
@@ -30,25 +29,12 @@ CAROL = "carol@example.org/pc"
 START = 1714564800.0  # 2024-05-01T12:00:00Z
 
 
-@implementer(IJoinAuthorizer)
-class ManualAuthorizer:
-    """Returns a Deferred per question; the test answers them in any order."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[JoinRequest, Deferred[Decision]]] = []
-        self.cancelled: list[JoinRequest] = []
-
-    def authorize(self, request: JoinRequest) -> Deferred[Decision]:
-        d: Deferred[Decision] = Deferred(lambda _: self.cancelled.append(request))
-        self.calls.append((request, d))
-        return d
+class ManualAuthorizer(Pending):
+    """A Deferred per question, answered by the test in any order, with the MUC tests' words."""
 
     @property
     def requests(self) -> list[JoinRequest]:
         return [r for r, _ in self.calls]
-
-    def answer(self, decision: Decision, index: int = -1) -> None:
-        self.calls[index][1].callback(decision)
 
     def allow(self, index: int = -1) -> None:
         self.answer(Decision.allow(), index)
