@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -49,6 +48,7 @@ from loadclient import (  # noqa: E402
 )
 
 from examples._ejabberd import EjabberdServer  # noqa: E402
+from examples._stack import start_process, stop_process  # noqa: E402
 from tests.support.ports import free_port, wait_for_port  # noqa: E402
 
 SERVICE = "rooms.localhost"
@@ -96,32 +96,13 @@ class Run:
     logs: list[Path] = field(default_factory=list)
 
     def spawn(self, argv: list[str], log: Path) -> subprocess.Popen[bytes]:
-        with open(log, "ab") as out:
-            process = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=self.directory,
-                start_new_session=True,
-            )
+        process = start_process(argv, log, log.stem, cwd=self.directory)
         self.children.append(process)
         return process
 
     def stop(self) -> None:
         while self.children:
-            process = self.children.pop()
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(10)
-                except subprocess.TimeoutExpired:
-                    pass
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            process.wait()
+            stop_process(self.children.pop())
         self.ejabberd.stop()
 
 

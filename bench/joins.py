@@ -52,7 +52,7 @@ from loadclient import (  # noqa: E402
     slow_probe_loop,
 )
 
-from examples._stack import free_port, stop_process, wait_for_port  # noqa: E402
+from examples._stack import free_port, start_process, stop_process, wait_for_port  # noqa: E402
 from tests.support.certs import self_signed  # noqa: E402
 
 COMPONENT_TLS = "rooms-tls.localhost"
@@ -155,11 +155,7 @@ class Children:
         self.prosody: BenchProsody | None = None
 
     def spawn(self, name: str, argv: list[str], log: Path, cwd: Path) -> Process:
-        with open(log, "ab") as out:
-            popen = subprocess.Popen(
-                argv, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True
-            )
-        process = Process(name, popen, log)
+        process = Process(name, start_process(argv, log, name, cwd=cwd), log)
         self.processes.append(process)
         return process
 
