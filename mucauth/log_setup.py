@@ -90,10 +90,12 @@ def twistd_json_file(twistd_options: Any) -> IO[Any]:
 
 
 def make_log_observer(
-    settings: LogSettings, default: ILogObserver, json_file: IO[Any] | None = None
+    settings: LogSettings,
+    default: ILogObserver | None = None,
+    json_file: IO[Any] | None = None,
 ) -> ILogObserver:
-    """``default`` (text) or JSON lines to ``json_file`` (standard output unless given),
-    showing events at ``level`` and up.
+    """Text lines through ``default`` or JSON lines to ``json_file`` (each on standard output
+    unless given), showing events at ``level`` and up.
 
     JSON records are one object per line, without the RFC 7464 record separator that Twisted
     writes by default, so log shippers and ``jq`` read them as JSON Lines.
@@ -102,6 +104,6 @@ def make_log_observer(
     if settings.format == "json":
         base = jsonFileLogObserver(json_file or sys.stdout, recordSeparator="")
     else:
-        base = default
+        base = default or textFileLogObserver(sys.stdout)
     predicate = LogLevelFilterPredicate(defaultLogLevel=LEVELS[settings.level])
     return FilteringLogObserver(base, [predicate])

@@ -216,14 +216,15 @@ def makeService(options: Options) -> IService:
     settings: Settings = options["settings"]
     twistd_options = getattr(options, "parent", None)
     observer = None
-    if twistd_options is not None:
-        json_file = None
-        if settings.log.format == "json":
-            try:
-                json_file = twistd_json_file(twistd_options)
-            except LogDestinationError as e:
-                raise SystemExit(f"mucauth: {options['config']}: {e}") from None
-        observer = make_log_observer(settings.log, twistd_observer(twistd_options), json_file)
+    if twistd_options is not None and settings.log.format == "json":
+        # Only the JSON file: twistd's text observer would open the same --logfile again.
+        try:
+            json_file = twistd_json_file(twistd_options)
+        except LogDestinationError as e:
+            raise SystemExit(f"mucauth: {options['config']}: {e}") from None
+        observer = make_log_observer(settings.log, json_file=json_file)
+    elif twistd_options is not None:
+        observer = make_log_observer(settings.log, twistd_observer(twistd_options))
     return make_service(
         settings, log_observer=observer, freeze_startup_heap=True, exit_on_listen_error=True
     )
