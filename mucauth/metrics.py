@@ -54,6 +54,15 @@ __all__ = ["LATENCY_BUCKETS", "LinkMetrics", "Metrics", "MetricsServer", "metric
 # Seconds: a healthy service answers in milliseconds; the default timeout is 5 s, the largest
 # sensible one 10 s. A timed-out check lands in the bucket of the configured timeout.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Seconds a join waited for a free check: none at all in quiet times, up to the queue timeout
+# (30 s by default) in a storm of joins after a server restart.
+QUEUE_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# The queue's refusals, by the decision that carried them (see MUCService._overloaded).
+QUEUE_REFUSALS = {
+    ("overload", "too many checks pending for user"): "user_limit",
+    ("overload", "too many checks pending"): "service_limit",
+    ("queue_timeout", None): "queue_timeout",
+}
 
 STANZA_KINDS = frozenset({"presence", "message", "iq"})
 # XmlStream.send writes one top-level element per call: its first tag names the stanza.
@@ -81,6 +90,20 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self._queue_wait = Histogram(
+            "mucauth_join_queue_seconds",
+            "Time a check waited in the join queue before the authorizer was asked.",
+            buckets=QUEUE_BUCKETS,
+            registry=self.registry,
+        )
+        self._queue_refusals = Counter(
+            "mucauth_join_queue_refusals",
+            "Joins refused by the join queue: a pending bound reached, or waited too long.",
+            ["reason"],
+            registry=self.registry,
+        )
+        for reason in QUEUE_REFUSALS.values():
+            self._queue_refusals.labels(reason)
         self._received = Counter(
             "mucauth_stanzas_received",
             "Stanzas received over the component link.",
@@ -118,6 +141,14 @@ class Metrics:
         """One decision the MUC service acted on (``MUCService(on_decision=...)``)."""
         kind = decision.kind if decision.is_error and decision.kind else ""
         self._decisions.labels(decision.outcome, kind, decision.source or "other").inc()
+        if kind in ("overload", "queue_timeout"):
+            reason = QUEUE_REFUSALS.get((kind, decision.reason)) or QUEUE_REFUSALS.get((kind, None))
+            if reason is not None:
+                self._queue_refusals.labels(reason).inc()
+
+    def queue_wait(self, seconds: float) -> None:
+        """How long one check waited for its turn (``MUCService(on_queue_wait=...)``)."""
+        self._queue_wait.observe(seconds)
 
     def http_check(self, request: JoinRequest, decision: Decision) -> None:
         """One request answered by (or failed at) the HTTP service (``on_http_check=...``).
@@ -159,6 +190,11 @@ class Metrics:
             "mucauth_checks_pending",
             "Joins waiting for the gate's answer now.",
             muc.pending_checks if muc is not None else 0,
+        )
+        yield _gauge(
+            "mucauth_join_queue_length",
+            "Checks waiting in the join queue for a free slot now (part of checks_pending).",
+            muc.queued_checks if muc is not None else 0,
         )
         yield _gauge(
             "mucauth_http_checks_in_flight",

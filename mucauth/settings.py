@@ -92,8 +92,12 @@ class MUCSettings:
     max_nick_length: int = 64  # characters, after resourceprep
     max_room_name_length: int = 64  # characters of the node part
     max_occupants: int = 0  # per room; 0 = unlimited
-    max_pending_checks: int = 1000  # authorization checks in flight, service-wide
-    max_pending_per_user: int = 5  # per bare JID
+    # Joins waiting for a decision (queued for a free check, or being checked): beyond these
+    # a join is refused wait/resource-constraint. Bounds against abuse, far above normal use:
+    # a user entering 50 bookmarked rooms at login, every user at once after a restart.
+    max_pending_checks: int = 50_000  # service-wide
+    max_pending_per_user: int = 200  # per bare JID
+    queue_timeout: float = 30.0  # seconds a join may wait for a free check before refusal
     gate_nick_change: bool = True  # ask the gate again when an occupant changes nick
 
 

@@ -188,7 +188,11 @@ def make_service(
         show_reason=auth.show_reason,
         authorize_registration=auth.authorize_registration,
         clock=reactor,
+        # No more checks in flight than the pool has connections: the rest queue fairly in
+        # the MUC service, not in the HTTP client, whose timeout then counts from the send.
+        max_in_flight=auth.pool_size,
         on_decision=metrics.decision if metrics is not None else None,
+        on_queue_wait=metrics.queue_wait if metrics is not None else None,
     )
     link = ComponentLink(settings.component)
     muc.setHandlerParent(link)

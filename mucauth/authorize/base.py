@@ -15,7 +15,8 @@ Outcome = Literal["allow", "deny", "error"]
 # "connection"): cancelling never errbacks, and nobody acts on this answer.
 CANCELLED = "cancelled"
 
-# Why a check failed, for logs and metrics. "overload" is the service refusing to start a check.
+# Why a check failed, for logs and metrics. "overload" is the service refusing to queue a check
+# (a pending bound reached), "queue_timeout" giving up on one that waited too long for its turn.
 ErrorKind = Literal[
     "timeout",
     "connection",
@@ -26,6 +27,7 @@ ErrorKind = Literal[
     "bad_answer",
     "too_large",
     "overload",
+    "queue_timeout",
     "internal",
 ]
 

@@ -336,6 +336,8 @@ class HTTPAuthorizer:
 
     At most ``pool_size`` checks are on the wire at once; the rest wait their turn inside the
     same total timeout, so a burst of joins neither opens hundreds of sockets nor waits forever.
+    The MUC service never asks for more than ``pool_size`` at once (its join queue holds the
+    rest), so for a join the timeout counts from when its request is sent.
 
     ``on_check`` is called with every request and its Decision once a check completes
     (including cancelled ones, whose reason is ``CANCELLED``): the hook metrics use to time the

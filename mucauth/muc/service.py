@@ -10,7 +10,6 @@ or ``PingHandler`` to the same stream, they would answer a second time.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -44,6 +43,7 @@ from mucauth.muc.incoming import (
     parse_address,
     parse_sender,
 )
+from mucauth.muc.queue import CheckQueue, QueueFullError, Ticket
 from mucauth.muc.room import (
     HistoryEntry,
     Occupant,
@@ -58,17 +58,19 @@ FAILURE_TEXT = "Room authorization is unavailable, try again later"
 # The decision event's text form; the JSON form carries every field (see _log_decision).
 _DECISION_FORMAT = (
     "{action} {outcome} user={user} room={room} nick={nick} source={source}"
-    " latency_ms={latency_ms} reason={reason}"
+    " latency_ms={latency_ms} queued_ms={queued_ms} reason={reason}"
 )
 _ERROR_FORMAT = (
     "{action} {outcome} kind={kind} status={status} user={user} room={room} nick={nick}"
-    " source={source} latency_ms={latency_ms} reason={reason}"
+    " source={source} latency_ms={latency_ms} queued_ms={queued_ms} reason={reason}"
 )
 _OVERLOAD_FORMATS = {
     "service": "{action} {outcome} kind={kind}: {count} checks pending service-wide"
     " user={user} room={room} nick={nick}",
     "user": "{action} {outcome} kind={kind}: {count} checks pending for user={user}"
     " room={room} nick={nick}",
+    "timeout": "{action} {outcome} kind={kind}: waited {queued_ms} ms for a free check"
+    " user={user} room={room} nick={nick}",
 }
 
 # Rooms have no roster: subscription requests and probes are dropped without an answer.
@@ -106,6 +108,8 @@ class _Pending:
     on_allow: Callable[[_Pending], None]
     started: float
     deferred: Deferred[Decision] | None = None
+    ticket: Ticket[_Pending] | None = None
+    checked: float | None = None  # when the authorizer was asked (after any wait in the queue)
 
     @property
     def key(self) -> tuple[JID, JID, str]:
@@ -138,11 +142,18 @@ class MUCService(XMPPHandler):
         show_reason: bool = False,
         authorize_registration: bool = False,
         clock: IReactorTime | None = None,
+        max_in_flight: int = 10,
         on_decision: Callable[[JoinRequest, Decision], None] | None = None,
+        on_queue_wait: Callable[[float], None] | None = None,
     ) -> None:
-        """``on_decision`` hears every decision the service acted on, overload refusals
-        included (as ``Decision.error("overload", ...)``): the metrics hook, kept a plain
-        callable so this package never imports a metrics library."""
+        """``max_in_flight`` checks are asked at once; more wait in the join queue (see
+        ``queue.py``); tap.py sets it to the HTTP pool's size, which bounds the service's
+        concurrency anyway.
+
+        ``on_decision`` hears every decision the service acted on, the queue's refusals
+        included (as ``Decision.error("overload" or "queue_timeout", ...)``), and
+        ``on_queue_wait`` how long each check waited for its turn: the metrics hooks, kept
+        plain callables so this package never imports a metrics library."""
         super().__init__()
         if clock is None:
             from twisted.internet import reactor
@@ -160,7 +171,16 @@ class MUCService(XMPPHandler):
         self._service_jid: JID | None = None
         self._rooms: dict[JID, Room] = {}
         self._pending: dict[tuple[JID, JID, str], _Pending] = {}
-        self._pending_per_user: Counter[str] = Counter()
+        self._queue: CheckQueue[_Pending] = CheckQueue(
+            clock,
+            self._ask,
+            self._waited_too_long,
+            max_in_flight=max_in_flight,
+            max_per_user=settings.max_pending_per_user,
+            max_total=settings.max_pending_checks,
+            timeout=settings.queue_timeout,
+            on_wait=on_queue_wait,
+        )
 
     # -- public API
 
@@ -175,7 +195,19 @@ class MUCService(XMPPHandler):
 
     @property
     def pending_checks(self) -> int:
+        """Joins (and gated registrations, nick changes) waiting for a decision: queued or
+        being checked."""
         return len(self._pending)
+
+    @property
+    def queued_checks(self) -> int:
+        """The part of :attr:`pending_checks` still waiting for its turn in the queue."""
+        return self._queue.queued
+
+    @property
+    def pending_per_user(self) -> dict[str, int]:
+        """Pending checks by bare JID (a copy): every check ending must give its count back."""
+        return self._queue.users
 
     def shutdown(self) -> None:
         """Tell every occupant the service is going away (status 332), then forget everything.
@@ -197,6 +229,7 @@ class MUCService(XMPPHandler):
                         )
                     )
         self._rooms.clear()
+        self._queue.clear()  # first: cancelling a running check must not start a queued one
         for pending in list(self._pending.values()):
             self._cancel(pending)
             self._refuse(pending.stanza, pending.context, errors.ShuttingDown())
@@ -214,6 +247,7 @@ class MUCService(XMPPHandler):
     def connectionLost(self, reason: Failure) -> None:
         """Rooms do not survive the link: clients find out by self-ping and rejoin (and pass
         the gate again). Pending checks are cancelled; their answers could not be delivered."""
+        self._queue.clear()  # first: cancelling a running check must not start a queued one
         for pending in list(self._pending.values()):
             self._cancel(pending)
         for room in self._rooms.values():
@@ -643,24 +677,41 @@ class MUCService(XMPPHandler):
         context: _Context,
         on_allow: Callable[[_Pending], None],
     ) -> None:
-        bare = request.user.userhost()
-        if len(self._pending) >= self.settings.max_pending_checks:
-            self._overloaded(request, "service", len(self._pending))
-            raise errors.Overloaded()
-        if self._pending_per_user[bare] >= self.settings.max_pending_per_user:
-            self._overloaded(request, "user", self._pending_per_user[bare])
-            raise errors.Overloaded()
         pending = _Pending(request, stanza, context, on_allow, self._clock.seconds())
+        # Known before the queue may start it: a check can be decided before submit returns.
         self._pending[pending.key] = pending
-        self._pending_per_user[bare] += 1
         try:
-            d = self._authorizer.authorize(request)
+            pending.ticket = self._queue.submit(pending, request.user.userhost())
+        except QueueFullError as e:
+            del self._pending[pending.key]
+            self._overloaded(request, e.limit, e.count)
+            raise errors.Overloaded() from None
+
+    def _ask(self, ticket: Ticket[_Pending]) -> None:
+        """The queue's turn for a check: ask the authorizer (whose timeout starts now)."""
+        pending = ticket.item
+        pending.ticket = ticket
+        pending.checked = self._clock.seconds()
+        try:
+            d = self._authorizer.authorize(pending.request)
         except Exception:
             d = fail()
         pending.deferred = d
         d.addCallbacks(
             self._decided, self._authorizer_failed, callbackArgs=(pending,), errbackArgs=(pending,)
         )
+
+    def _waited_too_long(self, pending: _Pending, waited: float) -> None:
+        """The queue gave up on ``pending`` (queue_timeout): refused, the authorizer unasked."""
+        if self._pending.get(pending.key) is pending:
+            del self._pending[pending.key]
+        request = pending.request
+        decision = Decision.error(
+            "queue_timeout", f"no free check in {self._queue.timeout:g} s"
+        ).with_details(source="service")
+        self._log_decision(request, decision, waited, _OVERLOAD_FORMATS["timeout"], queued=waited)
+        self._report(request, decision)
+        self._refuse(pending.stanza, pending.context, errors.Overloaded())
 
     def _overloaded(
         self, request: JoinRequest, limit: Literal["service", "user"], count: int
@@ -677,11 +728,14 @@ class MUCService(XMPPHandler):
         decision: Decision,
         elapsed: float,
         text_format: str | None = None,
+        *,
+        queued: float = 0.0,
         **extra: Any,
     ) -> None:
         """The one event per decision (``mucauth_event="decision"``): allow and deny at info,
         error at warn, where an operator looks for trouble. ``latency_ms`` is what the user
-        waited; the gate's own figures (HTTP status, source) come from the Decision."""
+        waited, ``queued_ms`` the part of it spent in the join queue before the authorizer
+        was asked; the gate's own figures (HTTP status, source) come from the Decision."""
         emit = self.log.warn if decision.is_error else self.log.info
         emit(
             text_format or (_ERROR_FORMAT if decision.is_error else _DECISION_FORMAT),
@@ -696,6 +750,7 @@ class MUCService(XMPPHandler):
             nick=request.nick,
             reason=decision.reason,
             latency_ms=round(elapsed * 1000, 1),
+            queued_ms=round(queued * 1000, 1),
             **extra,
         )
 
@@ -712,10 +767,8 @@ class MUCService(XMPPHandler):
         if self._pending.get(pending.key) is not pending:
             return False
         del self._pending[pending.key]
-        bare = pending.request.user.userhost()
-        self._pending_per_user[bare] -= 1
-        if self._pending_per_user[bare] <= 0:
-            del self._pending_per_user[bare]
+        if pending.ticket is not None:
+            self._queue.release(pending.ticket)
         return True
 
     def _cancel(self, pending: _Pending) -> None:
@@ -734,7 +787,10 @@ class MUCService(XMPPHandler):
         if not self._forget(pending):
             return  # the user left, the link dropped, or the service shut down meanwhile
         request = pending.request
-        self._log_decision(request, decision, self._clock.seconds() - pending.started)
+        queued = (pending.checked or pending.started) - pending.started
+        self._log_decision(
+            request, decision, self._clock.seconds() - pending.started, queued=queued
+        )
         self._report(request, decision)
         try:
             if decision.is_allowed:

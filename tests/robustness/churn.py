@@ -121,6 +121,6 @@ def churn(
         stanzas_out=out,
         rooms_left=len(service.rooms),
         pending_left=service.pending_checks,
-        per_user_left=len(service._pending_per_user),
+        per_user_left=len(service.pending_per_user),
         rooms_alive=sum(1 for ref in watched if ref() is not None),
     )

@@ -47,7 +47,7 @@ class BoundedWorkTests(ServiceTestCase):
 
     def assert_released(self) -> None:
         self.assertEqual(self.service.pending_checks, 0)
-        self.assertEqual(dict(self.service._pending_per_user), {})
+        self.assertEqual(dict(self.service.pending_per_user), {})
 
     def test_refusal_past_the_service_limit_is_immediate_logged_and_asks_nobody(self) -> None:
         # Twisted annotates the test as trial's TestCase; it only calls addCleanup.
@@ -90,7 +90,7 @@ class BoundedWorkTests(ServiceTestCase):
             self.assertEqual(self.service.pending_checks, 1, label)
             end()
             self.assertEqual(self.service.pending_checks, 0, label)
-            self.assertEqual(dict(self.service._pending_per_user), {}, label)
+            self.assertEqual(dict(self.service.pending_per_user), {}, label)
             self.receive(presence(ALICE, ROOM + "/a", type="unavailable"))
             self.take()
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)

@@ -245,6 +245,9 @@ class HostileHistoryTests(ServiceTestCase):
 
 class FloodTests(ServiceTestCase):
     settings = MUCSettings(max_pending_checks=100, max_pending_per_user=5, gate_nick_change=False)
+    # Every pending check asked at once: the pending bounds are what these floods test (the
+    # queue in front of a smaller in-flight limit is tests/muc/test_join_queue.py).
+    service_options = {"max_in_flight": 100}
 
     def test_one_user_flooding_joins_holds_five_checks(self) -> None:
         for n in range(1000):

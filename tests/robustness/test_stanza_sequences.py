@@ -279,7 +279,7 @@ class StanzaSequenceTests(SynchronousTestCase):
         pending = dict(service._pending)
         self.assertLessEqual(len(pending), run.limits.max_pending_checks, where)
         per_user = Counter(key[0].userhost() for key in pending)
-        self.assertEqual(per_user, +Counter(service._pending_per_user), where)
+        self.assertEqual(per_user, +Counter(service.pending_per_user), where)
         self.assertLessEqual(max(per_user.values(), default=0), run.limits.max_pending_per_user)
         for stanza in run.out:
             sender = stanza.getAttribute("from") or ""
@@ -348,7 +348,7 @@ class StanzaSequenceTests(SynchronousTestCase):
             run.release(0)
             self.check_state(run, "answering what was left")
         self.assertEqual(run.service.pending_checks, 0)
-        self.assertEqual(dict(run.service._pending_per_user), {})
+        self.assertEqual(dict(run.service.pending_per_user), {})
         self.check_iq_answers(run)
         for user in USERS:
             for room in ROOMS:
@@ -451,7 +451,7 @@ class StanzaSequenceTests(SynchronousTestCase):
         self.assertEqual(run.failures, [])
         self.assertEqual(dict(run.service.rooms), {})
         self.assertEqual(run.service.pending_checks, 0)
-        self.assertEqual(dict(run.service._pending_per_user), {})
+        self.assertEqual(dict(run.service.pending_per_user), {})
         self.assertEqual(run.auth.held, [])  # every check still out was cancelled
         if ending == "link lost":
             self.assertEqual(after, [])  # nothing can be sent without a link
