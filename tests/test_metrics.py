@@ -275,6 +275,54 @@ class WiringTests(SynchronousTestCase):
         self.assertEqual(registry.get_sample_value("mucauth_checks_pending"), 1)
         self.assertEqual(registry.get_sample_value("mucauth_http_checks_in_flight"), 1)
 
+    def test_the_join_queue_reports_its_length_waits_and_refusals(self) -> None:
+        from dataclasses import replace
+
+        from mucauth.tap import make_service
+
+        base = tap_settings(self)
+        settings = replace(
+            base,
+            metrics=MetricsSettings(port=9464),
+            http_auth=replace(base.http_auth, pool_size=1, timeout=60),
+            muc=replace(base.muc, max_pending_per_user=3, queue_timeout=30),
+        )
+        clock = MemoryReactorClock()
+        service = make_service(settings, reactor=clock)
+        metrics = service.metrics
+        assert metrics is not None
+        stub = helpers.XmlStreamStub()
+        service.muc.makeConnection(stub.xmlstream)
+        service.muc.connectionInitialized()
+        # One check on the wire (pool_size 1, waiting in memory forever), two queued, the
+        # fourth over the user's bound.
+        for n in "1234":
+            stub.send(parseXml(presence(f"ann@example.org/{n}", f"r{n}@rooms.localhost/ann")))
+        registry = metrics.registry
+
+        def refusals(reason: str) -> float | None:
+            return registry.get_sample_value(
+                "mucauth_join_queue_refusals_total", {"reason": reason}
+            )
+
+        self.assertEqual(registry.get_sample_value("mucauth_join_queue_length"), 2)
+        self.assertEqual(registry.get_sample_value("mucauth_checks_pending"), 3)
+        self.assertEqual(refusals("user_limit"), 1)
+        self.assertEqual(refusals("service_limit"), 0)
+        self.assertEqual(registry.get_sample_value("mucauth_join_queue_seconds_count"), 1)
+        clock.advance(30)
+        self.assertEqual(registry.get_sample_value("mucauth_join_queue_length"), 0)
+        self.assertEqual(refusals("queue_timeout"), 2)
+        self.assertEqual(registry.get_sample_value("mucauth_join_queue_seconds_count"), 3)
+        self.assertEqual(registry.get_sample_value("mucauth_join_queue_seconds_sum"), 60)
+        self.assertEqual(
+            registry.get_sample_value(
+                "mucauth_join_decisions_total",
+                {"outcome": "error", "kind": "queue_timeout", "source": "service"},
+            ),
+            2,
+        )
+
 
 # -- the component link: stanzas both ways, link state and reconnects, over a real stream
 
