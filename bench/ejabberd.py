@@ -7,7 +7,7 @@ Run ``.venv/bin/python bench/ejabberd.py --help``. For each instance count (``--
   ``domain_balancing`` ``bare_destination`` and ``component_number: N`` when N > 1;
 * bench/authservice.py, the keep-alive authorization service of the Prosody benchmark;
 * N ``twistd mucauth`` with the same configuration;
-* the load client (bench/loadclient.py) in this process: every client joins and leaves a room
+* the load client (examples/_loadclient.py) in this process: every client joins and leaves a room
   of its own as fast as the answers come, a new room each cycle, so every join creates a room,
   asks the gate once, and the rooms spread over the instances.
 
@@ -34,7 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from loadclient import (  # noqa: E402
+from examples._ejabberd import EjabberdServer  # noqa: E402
+from examples._loadclient import (  # noqa: E402
     Connection,
     JoinRefusedError,
     LoopResult,
@@ -46,8 +47,6 @@ from loadclient import (  # noqa: E402
     now,
     percentile,
 )
-
-from examples._ejabberd import EjabberdServer  # noqa: E402
 from examples._stack import start_process, stop_process  # noqa: E402
 from tests.support.ports import free_port, wait_for_port  # noqa: E402
 

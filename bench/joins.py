@@ -8,7 +8,7 @@ Run ``./dev.sh bench`` (or ``.venv/bin/python bench/joins.py --help``). It start
 * bench/authservice.py, a keep-alive authorization service that counts requests and
   connections;
 * mucauth twice through twistd, one instance per listener;
-* the load client (bench/loadclient.py) inside this process.
+* the load client (examples/_loadclient.py) inside this process.
 
 Both targets run the same modes back to back, repeated, and the table shows the median of the
 repeats. Nothing here asserts on timings: the host is shared and noisy, the figures are for
@@ -37,7 +37,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from _prosody import BUILTIN_MUC, COMPONENT, BenchProsody  # noqa: E402
-from loadclient import (  # noqa: E402
+
+from examples._loadclient import (  # noqa: E402
     Connection,
     JoinRefusedError,
     LoopResult,
@@ -51,7 +52,6 @@ from loadclient import (  # noqa: E402
     percentile,
     slow_probe_loop,
 )
-
 from examples._stack import free_port, start_process, stop_process, wait_for_port  # noqa: E402
 from tests.support.certs import self_signed  # noqa: E402
 

@@ -217,6 +217,11 @@ class AuthService:
         with urllib.request.urlopen(self.base_url + "/requests", timeout=5) as response:
             return list(json.load(response)["requests"])
 
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Requests and the peak in flight per client (``--test-answers``' ``/stats`` page)."""
+        with urllib.request.urlopen(self.base_url + "/stats", timeout=5) as response:
+            return dict(json.load(response))
+
 
 TAP_CONF = """\
 ; Written by {writer}; thrown away with its directory.

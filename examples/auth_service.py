@@ -35,7 +35,8 @@ otherwise (set ``authorization_header = Bearer <token>`` in mucauth's tap.conf).
 
 ``--test-answers`` is for mucauth's own end-to-end tests only: it lets a rule misbehave (answer
 slowly, with a 500, a redirect, a body that is not a yes...) and adds a ``/requests`` page listing
-what was asked. See the section at the end of this file; an operator can delete it.
+what was asked and a ``/stats`` page counting requests and the most in flight at once. See the
+section at the end of this file; an operator can delete it.
 """
 
 from __future__ import annotations
@@ -183,10 +184,13 @@ class JoinResource(Resource):
         self.token = token
         self.test_answers = test_answers
         self.requests: list[dict[str, Any]] = []  # kept only with --test-answers
+        self.load = Load()  # likewise
 
     def render_GET(self, request: Request) -> bytes | int:
         if self.test_answers and request.path == b"/requests":
             return json_body(request, 200, {"requests": self.requests})
+        if self.test_answers and request.path == b"/stats":
+            return json_body(request, 200, self.load.stats())
         if self.test_answers and request.path == b"/yes":  # where the "redirect" answer points
             return json_body(request, 200, {"allowed": True})
         if request.path != self.path:
@@ -197,6 +201,7 @@ class JoinResource(Resource):
         user, room, nick = args.get("userJID"), args.get("mucJID"), args.get("nickname")
         auth_state = self.check_authorization(request)
         if self.test_answers:
+            self.load.started(request, args)
             self.requests.append(
                 {
                     "uri": request.uri.decode(),
@@ -374,6 +379,38 @@ def _empty(request: Request, rule: Rule, allowed: bool, reason: str) -> bytes:
 def _huge(request: Request, rule: Rule, allowed: bool, reason: str) -> bytes:
     """A yes buried in 200 KB: larger than mucauth's 64 KiB cap."""
     return json_body(request, 200, {"allowed": True, "padding": "x" * 200_000})
+
+
+class Load:
+    """Requests answered and the most answered at once, per client (``/stats``).
+
+    A client is told apart by the query parameters it adds to the contract's three (mucauth
+    keeps a query string configured in its url), so tests running several mucauth processes
+    see each one's peak, e.g. ``url = http://.../muc/join?shard=1``.
+    """
+
+    def __init__(self) -> None:
+        self.requests: dict[str, int] = {}
+        self.in_flight: dict[str, int] = {}
+        self.peak: dict[str, int] = {}
+
+    def started(self, request: Request, args: dict[str, str]) -> None:
+        client = "&".join(
+            f"{k}={v}"
+            for k, v in sorted(args.items())
+            if k not in ("userJID", "mucJID", "nickname")
+        )
+        self.requests[client] = self.requests.get(client, 0) + 1
+        now = self.in_flight[client] = self.in_flight.get(client, 0) + 1
+        self.peak[client] = max(self.peak.get(client, 0), now)
+
+        def finished(_: object) -> None:
+            self.in_flight[client] -= 1
+
+        request.notifyFinish().addBoth(finished)
+
+    def stats(self) -> dict[str, Any]:
+        return {"requests": self.requests, "in_flight": self.in_flight, "peak_in_flight": self.peak}
 
 
 TEST_ANSWERS: dict[str, Callable[[Request, Rule, bool, str], bytes | int]] = {

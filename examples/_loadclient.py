@@ -292,6 +292,56 @@ async def connect_many(
     return list(await asyncio.gather(*(one(u) for u in users)))
 
 
+@dataclass
+class BurstResult:
+    """What became of one connection's burst of joins (see :func:`join_burst`)."""
+
+    joined: dict[str, float] = field(default_factory=dict)  # occupant JID -> when its 110 came
+    refused: dict[str, list[str]] = field(default_factory=dict)  # occupant -> the error's names
+    missing: set[str] = field(default_factory=set)  # no answer before the timeout
+
+
+async def join_burst(conn: Connection, occupants: list[str], timeout: float) -> BurstResult:
+    """Send every join at once, as a client entering its bookmarked rooms does, then collect
+    each room's answer (self-presence with 110, or an error) until all came or ``timeout``.
+
+    Other stanzas (other occupants' presences, subjects) are dropped; the connection must not
+    have a wait of its own running.
+    """
+    by_room = {o.partition("/")[0]: o for o in occupants}
+    result = BurstResult(missing=set(occupants))
+    everything = asyncio.get_running_loop().create_future()
+
+    def seen(s: Stanza) -> None:
+        if s.name != "presence":
+            return
+        sender = s.attrs.get("from", "")
+        occupant = by_room.get(sender.partition("/")[0])
+        if occupant is None or occupant not in result.missing:
+            return
+        kind = s.attrs.get("type")
+        if kind == "error" and sender in (occupant, occupant.partition("/")[0]):
+            result.refused[occupant] = s.names
+        elif kind is None and sender == occupant and "110" in s.codes:
+            result.joined[occupant] = s.received
+        else:
+            return
+        result.missing.discard(occupant)
+        if not result.missing and not everything.done():
+            everything.set_result(None)
+
+    previous, conn.on_other = conn.on_other, seen
+    try:
+        conn.send("".join(MUC_JOIN.format(occupant=o, id=conn.next_id()) for o in occupants))
+        try:
+            await asyncio.wait_for(everything, timeout)
+        except TimeoutError:
+            pass
+    finally:
+        conn.on_other = previous
+    return result
+
+
 class Watchdog:
     """Fails waits older than ``timeout`` seconds on the given connections, twice a second."""
 
