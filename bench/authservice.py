@@ -8,10 +8,17 @@ client keeps that number at its pool size; a client that reconnects per join mak
 with the joins).
 
 Rooms whose name starts with ``slow`` are answered after ``--slow`` seconds, rooms starting
-with ``deny`` get ``{"allowed": false}``. ``GET /stats`` returns the counters of every listener
-as JSON and starts a new "distinct connections" period; it is never counted itself.
+with ``deny`` get ``{"allowed": false}``. ``--delay`` answers every other request after that many
+seconds, a stand-in for a real web application's latency (0, the default: at once).
+
+``GET /stats`` returns the counters of every listener as JSON and starts a new period for the
+per-period figures: "used" (distinct connections) and "peak_in_flight" (most requests received
+and not yet answered at one time; a new period starts from the number in flight now). It is
+never counted itself. The in-flight figures show how many checks the component asks at once,
+which mucauth bounds by its pool size however many joins wait in its queue.
 
 Usage: python bench/authservice.py --port P [--tls-port Q --cert C --key K] [--slow 0.2]
+       [--delay 0.005]
 """
 
 from __future__ import annotations
@@ -51,11 +58,39 @@ class Counters:
         self.requests = 0
         self.connections = 0  # opened by clients that sent at least one auth request
         self.used: set[int] = set()  # connection ids that carried requests this period
+        self.in_flight = 0  # auth requests received whose answer is not written yet
+        self.peak_in_flight = 0  # the most at once this period
+
+    def started(self) -> None:
+        self.in_flight += 1
+        if self.in_flight > self.peak_in_flight:
+            self.peak_in_flight = self.in_flight
+
+    def finished(self, count: int = 1) -> None:
+        self.in_flight -= count
 
     def snapshot(self) -> dict[str, int]:
-        data = {"requests": self.requests, "connections": self.connections, "used": len(self.used)}
+        data = {
+            "requests": self.requests,
+            "connections": self.connections,
+            "used": len(self.used),
+            "in_flight": self.in_flight,
+            "peak_in_flight": self.peak_in_flight,
+        }
         self.used = set()
+        self.peak_in_flight = self.in_flight
         return data
+
+
+class Pending:
+    """One answer queued on a connection: ``data`` is None until it is ready (a slow room);
+    ``auth`` tells an authorization answer (counted in flight) from a 400 or /stats."""
+
+    __slots__ = ("auth", "data")
+
+    def __init__(self, data: bytes | None, auth: bool) -> None:
+        self.data = data
+        self.auth = auth
 
 
 class AuthProtocol(asyncio.Protocol):
@@ -63,22 +98,31 @@ class AuthProtocol(asyncio.Protocol):
 
     _next_id = 0
 
-    def __init__(self, name: str, counters: dict[str, Counters], slow: float) -> None:
+    def __init__(
+        self, name: str, counters: dict[str, Counters], slow: float, delay: float = 0.0
+    ) -> None:
         self.name = name
         self.counters = counters
         self.mine = counters[name]
         self.slow = slow
+        self.delay = delay
         self.buffer = b""
         self.transport: asyncio.Transport | None = None
         self.counted = False
         AuthProtocol._next_id += 1
         self.id = AuthProtocol._next_id
         # Answers wait here until every earlier answer on this connection is written.
-        self.queue: deque[list[bytes | None]] = deque()
+        self.queue: deque[Pending] = deque()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # Requests that will never be answered are no longer in flight; a timer that fires
+        # later fills an entry that is no longer queued, which counts nothing twice.
+        self.mine.finished(sum(1 for pending in self.queue if pending.auth))
+        self.queue.clear()
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -107,37 +151,46 @@ class AuthProtocol(asyncio.Protocol):
         mine = self.mine
         mine.requests += 1
         mine.used.add(self.id)
+        mine.started()
         if not self.counted:
             self.counted = True
             mine.connections += 1
         room = parse_qs(target.query).get("mucJID", [""])[0]
-        if room.startswith("slow"):
-            cell: list[bytes | None] = [None]
-            self.queue.append(cell)
-            asyncio.get_running_loop().call_later(self.slow, self.fill, cell, ALLOW_RESPONSE)
-        elif room.startswith("deny"):
-            self.answer(DENY_RESPONSE)
+        data = DENY_RESPONSE if room.startswith("deny") else ALLOW_RESPONSE
+        delay = self.slow if room.startswith("slow") else self.delay
+        if delay > 0:
+            # A timer, not a task per request: as cheap as a slow application can be modelled.
+            pending = Pending(None, auth=True)
+            self.queue.append(pending)
+            asyncio.get_running_loop().call_later(delay, self.fill, pending, data)
         else:
-            self.answer(ALLOW_RESPONSE)
+            self.answer(data, auth=True)
 
-    def answer(self, data: bytes) -> None:
+    def answer(self, data: bytes, auth: bool = False) -> None:
         if not self.queue and self.transport is not None:
             self.transport.write(data)  # the common case: nothing earlier is pending
+            if auth:
+                self.mine.finished()
             return
-        self.queue.append([data])
+        self.queue.append(Pending(data, auth))
         self.flush()
 
-    def fill(self, cell: list[bytes | None], data: bytes) -> None:
-        cell[0] = data
+    def fill(self, pending: Pending, data: bytes) -> None:
+        pending.data = data
         self.flush()
 
     def flush(self) -> None:
-        ready = []
+        ready: list[bytes] = []
         queue = self.queue
-        while queue and queue[0][0] is not None:
-            ready.append(queue.popleft()[0])
+        answered = 0
+        while queue and queue[0].data is not None:
+            pending = queue.popleft()
+            assert pending.data is not None
+            ready.append(pending.data)
+            answered += pending.auth
+        self.mine.finished(answered)
         if ready and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(b"".join(ready))  # type: ignore[arg-type]
+            self.transport.write(b"".join(ready))
 
 
 async def main() -> None:
@@ -146,13 +199,19 @@ async def main() -> None:
     parser.add_argument("--tls-port", type=int)
     parser.add_argument("--cert")
     parser.add_argument("--key")
-    parser.add_argument("--slow", type=float, default=0.2)
+    parser.add_argument("--slow", type=float, default=0.2, help="seconds for slow* rooms")
+    parser.add_argument(
+        "--delay", type=float, default=0.0, help="seconds before answering any other request"
+    )
     args = parser.parse_args()
     loop = asyncio.get_running_loop()
     counters = {"http": Counters(), "https": Counters()}
     servers = [
         await loop.create_server(
-            lambda: AuthProtocol("http", counters, args.slow), "127.0.0.1", args.port, backlog=1024
+            lambda: AuthProtocol("http", counters, args.slow, args.delay),
+            "127.0.0.1",
+            args.port,
+            backlog=1024,
         )
     ]
     if args.tls_port:
@@ -160,7 +219,7 @@ async def main() -> None:
         context.load_cert_chain(args.cert, args.key)
         servers.append(
             await loop.create_server(
-                lambda: AuthProtocol("https", counters, args.slow),
+                lambda: AuthProtocol("https", counters, args.slow, args.delay),
                 "127.0.0.1",
                 args.tls_port,
                 ssl=context,

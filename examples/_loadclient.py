@@ -280,14 +280,23 @@ async def connect(
 
 
 async def connect_many(
-    host: str, port: int, users: list[str], password: str, parallel: int = 50
+    host: str,
+    port: int,
+    users: list[str],
+    password: str | Callable[[str], str],
+    parallel: int = 50,
+    domain: str = "localhost",
 ) -> list[Connection]:
-    """Log many users in, a bounded number at a time (a burst of SASL is not what we measure)."""
+    """Log many users in, a bounded number at a time (a burst of SASL is not what we measure).
+
+    ``password`` is everyone's, or a function of the user name.
+    """
     gate = asyncio.Semaphore(parallel)
 
     async def one(user: str) -> Connection:
+        secret = password if isinstance(password, str) else password(user)
         async with gate:
-            return await connect(host, port, user, password)
+            return await connect(host, port, user, secret, domain)
 
     return list(await asyncio.gather(*(one(u) for u in users)))
 

@@ -84,6 +84,7 @@ class Stack:
         *,
         rules: Mapping[str, Any],
         users: tuple[str, ...] = ("alice", "bob", "carol"),
+        accounts: tuple[str, ...] = (),
         http_options: Mapping[str, str] | None = None,
         sections: Mapping[str, Mapping[str, str]] | None = None,
         url_query: str = "",
@@ -97,6 +98,7 @@ class Stack:
         self.directory = Path(tempfile.mkdtemp(prefix=f"mucauth-e2e-{name}-"))
         self.rules = rules
         self.users = users
+        self.accounts = accounts  # registered in bulk before start, for load clients
         self.http_options = dict(http_options or {})
         self.sections = sections
         self.url_query = url_query
@@ -144,6 +146,7 @@ class Stack:
 
     def _start(self) -> None:
         first = len(STARTED)
+        self.server.add_accounts({user: PASSWORD.format(user=user) for user in self.accounts})
         self.server.start()
         STARTED.append((self.server.process.pid, self.server_kind))  # type: ignore[union-attr]
         for user in self.users:
