@@ -57,7 +57,7 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 # Seconds a join waited for a free check: none at all in quiet times, up to the queue timeout
 # (30 s by default) in a storm of joins after a server restart.
 QUEUE_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-# The queue's refusals, by the decision that carried them (see MUCService._overloaded).
+# The queue's refusals, by the decision that carried them (see JoinGate._overloaded in muc/join.py).
 QUEUE_REFUSALS = {
     ("overload", "too many checks pending for user"): "user_limit",
     ("overload", "too many checks pending"): "service_limit",

@@ -124,7 +124,7 @@ class ServiceTreeTests(SynchronousTestCase):
 
     def test_gate(self) -> None:
         self.assertIsInstance(self.service.gate, Gate)
-        self.assertIs(self.service.muc._authorizer, self.service.gate)
+        self.assertIs(self.service.muc.authorizer, self.service.gate)
         self.assertIsNotNone(self.service.gate.cache)
 
     def test_makeService_from_options(self) -> None:

@@ -276,7 +276,7 @@ class StanzaSequenceTests(SynchronousTestCase):
                         allowed,
                         f"{where}: {session.full()} is in {room_jid.full()} without a yes",
                     )
-        pending = dict(service._pending)
+        pending = dict(service.pending)
         self.assertLessEqual(len(pending), run.limits.max_pending_checks, where)
         per_user = Counter(key[0].userhost() for key in pending)
         self.assertEqual(per_user, +Counter(service.pending_per_user), where)
@@ -435,7 +435,7 @@ class StanzaSequenceTests(SynchronousTestCase):
         )
         waiting_joins = {
             (p.request.user.full(), p.request.room.full())
-            for p in run.service._pending.values()
+            for p in run.service.pending.values()
             if p.stanza.name == "presence"
         }
         before = len(run.out)

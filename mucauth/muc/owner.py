@@ -1,84 +1,44 @@
-"""What the service and its rooms say about themselves: disco#info/items and the owner form.
+"""The room owner's iqs (XEP-0045 §10): the ``muc#roomconfig`` form and its submission.
 
-Built from ``wokkel.disco`` (identities, features, items) and ``wokkel.data_form`` (the
-``muc#roominfo`` extension and the ``muc#roomconfig`` form). The service answers disco iqs itself
-rather than through ``wokkel.disco.DiscoHandler``: the answer depends on room state (an unknown
-room is ``item-not-found``) and the same handler must own ping (self-ping to an occupant JID).
+Only the settings this service honours are in the form; submitting a setting it cannot keep
+(a persistent room) is refused rather than silently ignored.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
+from twisted.words.xish import domish
 from wokkel import data_form
-from wokkel.disco import (
-    NS_DISCO_INFO,
-    NS_DISCO_ITEMS,
-    DiscoFeature,
-    DiscoIdentity,
-    DiscoItem,
-)
-from wokkel.muc import NS_MUC, NS_MUC_CONFIG, NS_MUC_ROOMINFO
-from wokkel.ping import NS_PING
+from wokkel.muc import NS_MUC_CONFIG, NS_MUC_OWNER
 
-from mucauth.muc.errors import BadRequest, ConfigNotAcceptable
+from mucauth.muc.core import Context
+from mucauth.muc.errors import BadRequest, ConfigNotAcceptable, NotSupported
+from mucauth.muc.incoming import child_ns
 from mucauth.muc.room import Room
-from mucauth.muc.stanzas import NS_OCCUPANT_ID
 
-NS_STABLE_ID = "http://jabber.org/protocol/muc#stable_id"
-
-InfoItem = Any  # DiscoIdentity | DiscoFeature | data_form.Form; Wokkel is untyped
+__all__ = ["apply_config", "config_form", "owner_query"]
 
 
-def service_info(name: str) -> list[InfoItem]:
-    features = [NS_MUC, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, NS_STABLE_ID, NS_OCCUPANT_ID]
-    return [DiscoIdentity("conference", "text", name), *(DiscoFeature(f) for f in features)]
-
-
-def room_info(room: Room) -> list[InfoItem]:
-    config = room.config
-    features = [
-        NS_MUC,
-        NS_DISCO_INFO,
-        NS_PING,
-        NS_STABLE_ID,
-        NS_OCCUPANT_ID,
-        "muc_public" if config.public else "muc_hidden",
-        "muc_membersonly" if config.members_only else "muc_open",
-        "muc_moderated" if config.moderated else "muc_unmoderated",
-        "muc_nonanonymous" if config.non_anonymous else "muc_semianonymous",
-        "muc_persistent" if config.persistent else "muc_temporary",
-        "muc_passwordprotected" if config.password_protected else "muc_unsecured",
-    ]
-    form = data_form.Form(
-        "result",
-        formNamespace=NS_MUC_ROOMINFO,
-        fields=[
-            data_form.Field(var="muc#roominfo_occupants", value=str(len(room))),
-            data_form.Field(var="muc#roominfo_description", value=config.description),
-            data_form.Field(
-                var="muc#roominfo_subject", value=room.subject.text if room.subject else ""
-            ),
-            data_form.Field(
-                "boolean",
-                var="muc#roominfo_subjectmod",
-                value=config.occupants_may_change_subject,
-            ),
-        ],
-    )
-    return [
-        DiscoIdentity("conference", "text", config.name or room.jid.user),
-        *(DiscoFeature(f) for f in features),
-        form,
-    ]
-
-
-def public_rooms(rooms: list[Room]) -> list[DiscoItem]:
-    return [
-        DiscoItem(room.jid, name=room.config.name or room.jid.user)
-        for room in sorted(rooms, key=lambda r: r.jid.full())
-        if room.config.public
-    ]
+def owner_query(
+    kind: str, payload: domish.Element, context: Context, room: Room
+) -> domish.Element | None:
+    """Answer a ``muc#owner`` get (the form) or set (a submitted or cancelled form)."""
+    room.require_owner(context.sender)
+    if kind == "get":
+        query = domish.Element((NS_MUC_OWNER, "query"))
+        query.addChild(config_form(room).toElement())
+        return query
+    if child_ns(payload, NS_MUC_OWNER, "destroy") is not None:
+        raise NotSupported("Destroying rooms is not supported")
+    form_element = child_ns(payload, data_form.NS_X_DATA, "x")
+    if form_element is None:
+        raise BadRequest("Expected a data form")
+    form = data_form.Form.fromElement(form_element)
+    if form.formType == "cancel":
+        return None
+    if form.formType != "submit":
+        raise BadRequest("Expected a submitted form")
+    apply_config(room, form)
+    return None
 
 
 def config_form(room: Room) -> data_form.Form:

@@ -1,0 +1,89 @@
+"""What every part of the service shares: the rooms, the clock, the way out, and refusals.
+
+The service is split by concern (``join.py``, ``presence.py``, ``messages.py``, ``iq.py``,
+``disco.py``); each part holds a :class:`Core` instead of a reference to the Wokkel handler,
+so a part can be read, and tested, without the stream plumbing around it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.words.protocols.jabber.jid import JID
+from twisted.words.xish import domish
+
+from mucauth.muc import errors, stanzas
+from mucauth.muc.incoming import Address
+from mucauth.muc.room import Occupant, Room
+from mucauth.settings import ErrorCondition, MUCSettings
+
+__all__ = ["LOG_NAMESPACE", "Context", "Core"]
+
+# Every part logs under the service's name, the one operators filter on (and always did).
+LOG_NAMESPACE = "mucauth.muc.service.MUCService"
+
+
+@dataclass
+class Context:
+    """Who sent a stanza and where to: parsed once, by the service, for every part."""
+
+    sender: JID
+    address: Address
+
+
+class Core:
+    """The rooms and the service's means of answering, shared by its parts."""
+
+    def __init__(
+        self,
+        settings: MUCSettings,
+        clock: IReactorTime,
+        send: Callable[[domish.Element], None],
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.send = send
+        self.rooms: dict[JID, Room] = {}
+        # One logger for the whole service (MUCService.log), whichever part speaks.
+        self.log = Logger(namespace=LOG_NAMESPACE)
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock.seconds(), UTC)
+
+    def sessions(self, room: Room) -> Iterator[tuple[Occupant, JID]]:
+        """Every session in ``room``, with its occupant (a copy: sending may change nothing,
+        but a caller may remove a session while iterating)."""
+        for occupant in room:
+            for session in list(occupant.sessions):
+                yield occupant, session
+
+    def refuse(self, stanza: domish.Element, context: Context, error: errors.MUCError) -> None:
+        """Answer ``stanza`` with the error ``error`` maps to, unless it must not be answered."""
+        self.send_error(stanza, context, stanzas.condition_for(error), error.text)
+
+    def send_error(
+        self,
+        stanza: domish.Element,
+        context: Context,
+        condition: ErrorCondition,
+        text: str | None,
+    ) -> None:
+        kind = stanza.getAttribute("type")
+        if kind == "error" or (stanza.name == "iq" and kind == "result"):
+            return  # never answer an error or a response
+        if stanza.name == "presence" and kind == "unavailable":
+            return  # the user is leaving: nothing to tell them
+        address = context.address
+        if stanza.name == "presence":
+            reply = stanzas.join_error(
+                stanza, condition, text, room=address.room, sender=address.reply_from
+            )
+        else:
+            reply = stanzas.error_reply(
+                stanza, condition, text, by=address.room, sender=address.reply_from
+            )
+        self.send(reply)

@@ -1,0 +1,135 @@
+"""What the service and its rooms say about themselves: disco#info and disco#items.
+
+Built from ``wokkel.disco`` (identities, features, items) and ``wokkel.data_form`` (the
+``muc#roominfo`` extension). The service answers disco iqs itself rather than through
+``wokkel.disco.DiscoHandler``: the answer depends on room state (an unknown room is
+``item-not-found``) and the same handler must own ping (self-ping to an occupant JID).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.words.protocols.jabber.jid import JID
+from twisted.words.xish import domish
+from wokkel import data_form
+from wokkel.disco import (
+    NS_DISCO_INFO,
+    NS_DISCO_ITEMS,
+    DiscoFeature,
+    DiscoIdentity,
+    DiscoInfo,
+    DiscoItem,
+    DiscoItems,
+)
+from wokkel.muc import NS_MUC, NS_MUC_ROOMINFO
+from wokkel.ping import NS_PING
+
+from mucauth.muc import errors
+from mucauth.muc.core import Core
+from mucauth.muc.room import Room
+from mucauth.muc.stanzas import NS_OCCUPANT_ID
+
+__all__ = ["NS_STABLE_ID", "Disco", "is_disco", "public_rooms", "room_info", "service_info"]
+
+NS_STABLE_ID = "http://jabber.org/protocol/muc#stable_id"
+
+InfoItem = Any  # DiscoIdentity | DiscoFeature | data_form.Form; Wokkel is untyped
+
+
+def service_info(name: str) -> list[InfoItem]:
+    features = [NS_MUC, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, NS_STABLE_ID, NS_OCCUPANT_ID]
+    return [DiscoIdentity("conference", "text", name), *(DiscoFeature(f) for f in features)]
+
+
+def room_info(room: Room) -> list[InfoItem]:
+    config = room.config
+    features = [
+        NS_MUC,
+        NS_DISCO_INFO,
+        NS_PING,
+        NS_STABLE_ID,
+        NS_OCCUPANT_ID,
+        "muc_public" if config.public else "muc_hidden",
+        "muc_membersonly" if config.members_only else "muc_open",
+        "muc_moderated" if config.moderated else "muc_unmoderated",
+        "muc_nonanonymous" if config.non_anonymous else "muc_semianonymous",
+        "muc_persistent" if config.persistent else "muc_temporary",
+        "muc_passwordprotected" if config.password_protected else "muc_unsecured",
+    ]
+    form = data_form.Form(
+        "result",
+        formNamespace=NS_MUC_ROOMINFO,
+        fields=[
+            data_form.Field(var="muc#roominfo_occupants", value=str(len(room))),
+            data_form.Field(var="muc#roominfo_description", value=config.description),
+            data_form.Field(
+                var="muc#roominfo_subject", value=room.subject.text if room.subject else ""
+            ),
+            data_form.Field(
+                "boolean",
+                var="muc#roominfo_subjectmod",
+                value=config.occupants_may_change_subject,
+            ),
+        ],
+    )
+    return [
+        DiscoIdentity("conference", "text", config.name or room.jid.user),
+        *(DiscoFeature(f) for f in features),
+        form,
+    ]
+
+
+def public_rooms(rooms: list[Room]) -> list[DiscoItem]:
+    return [
+        DiscoItem(room.jid, name=room.config.name or room.jid.user)
+        for room in sorted(rooms, key=lambda r: r.jid.full())
+        if room.config.public
+    ]
+
+
+def is_disco(payload: domish.Element) -> bool:
+    return payload.uri in (NS_DISCO_INFO, NS_DISCO_ITEMS) and payload.name == "query"
+
+
+class Disco:
+    """disco#info and disco#items of the service and its rooms, from the live room state."""
+
+    def __init__(self, core: Core) -> None:
+        self._core = core
+
+    def info(self, target: JID, node: str = "") -> list[InfoItem]:
+        if node:
+            raise errors.RoomNotFound("No such node")
+        if target.user is None:
+            return service_info(self._core.settings.service_name)
+        room = self._core.rooms.get(JID(tuple=(target.user, target.host, None)))
+        if room is None:
+            raise errors.RoomNotFound("No such room")
+        return room_info(room)
+
+    def items(self, target: JID, node: str = "") -> list[DiscoItem]:
+        if node:
+            raise errors.RoomNotFound("No such node")
+        rooms = self._core.rooms
+        if target.user is None:
+            host = target.host
+            return public_rooms([r for j, r in rooms.items() if j.host == host])
+        if JID(tuple=(target.user, target.host, None)) not in rooms:
+            raise errors.RoomNotFound("No such room")
+        return []  # occupants are not listed: that would defeat semi-anonymity
+
+    def answer(self, kind: str, payload: domish.Element, target: JID) -> domish.Element:
+        """The result payload of a disco iq (``payload`` passed :func:`is_disco`)."""
+        if kind != "get":
+            raise errors.BadRequest("disco is get-only")
+        node = payload.getAttribute("node") or ""
+        if payload.uri == NS_DISCO_INFO:
+            disco_info = DiscoInfo()
+            for item in self.info(target, node):
+                disco_info.append(item)
+            return disco_info.toElement()
+        disco_items = DiscoItems()
+        for entry in self.items(target, node):
+            disco_items.append(entry)
+        return disco_items.toElement()

@@ -1,0 +1,287 @@
+"""The join gate: where a join is decided.
+
+Every join (and gated nick change or registration) becomes a :class:`Pending` check: queued
+for a free slot (``queue.py``), asked of the authorizer, and on its answer either handed to the
+caller's ``on_allow`` or refused with the configured error. One log event and one metrics call
+per decision. While a check is pending nothing about the room changes and nothing else waits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Literal
+
+from twisted.internet.defer import CancelledError, Deferred, fail
+from twisted.python.failure import Failure
+from twisted.words.protocols.jabber.jid import JID
+from twisted.words.xish import domish
+
+from mucauth.authorize.base import Decision, IJoinAuthorizer, JoinRequest
+from mucauth.muc import errors
+from mucauth.muc.core import Context, Core
+from mucauth.muc.queue import CheckQueue, QueueFullError, Ticket
+from mucauth.settings import ErrorCondition
+
+__all__ = ["DENY_TEXT", "FAILURE_TEXT", "JoinGate", "Pending"]
+
+DENY_TEXT = "You are not allowed to enter this room"
+FAILURE_TEXT = "Room authorization is unavailable, try again later"
+
+# The decision event's text form; the JSON form carries every field (see _log_decision).
+_DECISION_FORMAT = (
+    "{action} {outcome} user={user} room={room} nick={nick} source={source}"
+    " latency_ms={latency_ms} queued_ms={queued_ms} reason={reason}"
+)
+_ERROR_FORMAT = (
+    "{action} {outcome} kind={kind} status={status} user={user} room={room} nick={nick}"
+    " source={source} latency_ms={latency_ms} queued_ms={queued_ms} reason={reason}"
+)
+_OVERLOAD_FORMATS = {
+    "service": "{action} {outcome} kind={kind}: {count} checks pending service-wide"
+    " user={user} room={room} nick={nick}",
+    "user": "{action} {outcome} kind={kind}: {count} checks pending for user={user}"
+    " room={room} nick={nick}",
+    "timeout": "{action} {outcome} kind={kind}: waited {queued_ms} ms for a free check"
+    " user={user} room={room} nick={nick}",
+}
+
+Key = tuple[JID, JID, str]  # (user's full JID, room, action)
+
+
+@dataclass
+class Pending:
+    """One authorization check, queued or in flight, and what to do with its answer."""
+
+    request: JoinRequest
+    stanza: domish.Element
+    context: Context
+    on_allow: Callable[[Pending], None]
+    started: float
+    deferred: Deferred[Decision] | None = None
+    ticket: Ticket[Pending] | None = None
+    checked: float | None = None  # when the authorizer was asked (after any wait in the queue)
+
+    @property
+    def key(self) -> Key:
+        return (self.request.user, self.request.room, self.request.action)
+
+
+class JoinGate:
+    """Pending checks, the queue in front of the authorizer, and what a decision leads to."""
+
+    def __init__(
+        self,
+        core: Core,
+        authorizer: IJoinAuthorizer,
+        *,
+        deny_condition: ErrorCondition,
+        failure_condition: ErrorCondition,
+        show_reason: bool,
+        max_in_flight: int,
+        on_decision: Callable[[JoinRequest, Decision], None] | None,
+        on_queue_wait: Callable[[float], None] | None,
+    ) -> None:
+        self._core = core
+        self._clock = core.clock
+        self.authorizer = authorizer
+        self.deny_condition = deny_condition
+        self.failure_condition = failure_condition
+        self.show_reason = show_reason
+        self._on_decision = on_decision
+        self._pending: dict[Key, Pending] = {}
+        settings = core.settings
+        self._queue: CheckQueue[Pending] = CheckQueue(
+            core.clock,
+            self._ask,
+            self._waited_too_long,
+            max_in_flight=max_in_flight,
+            max_per_user=settings.max_pending_per_user,
+            max_total=settings.max_pending_checks,
+            timeout=settings.queue_timeout,
+            on_wait=on_queue_wait,
+        )
+
+    # -- what the service and its other parts read
+
+    @property
+    def pending(self) -> Mapping[Key, Pending]:
+        return MappingProxyType(self._pending)
+
+    @property
+    def queued(self) -> int:
+        return self._queue.queued
+
+    @property
+    def pending_per_user(self) -> dict[str, int]:
+        return self._queue.users
+
+    def get(self, user: JID, room: JID, action: str = "join") -> Pending | None:
+        return self._pending.get((user, room, action))
+
+    def is_joining(self, user: JID, room: JID) -> bool:
+        return (user, room, "join") in self._pending
+
+    # -- starting and ending checks
+
+    def start(
+        self,
+        request: JoinRequest,
+        stanza: domish.Element,
+        context: Context,
+        on_allow: Callable[[Pending], None],
+    ) -> None:
+        """Queue a check; ``on_allow(pending)`` runs if the answer is yes (it may raise a
+        MUCError to refuse after all). Raises ``errors.Overloaded`` past a pending bound."""
+        pending = Pending(request, stanza, context, on_allow, self._clock.seconds())
+        # Known before the queue may start it: a check can be decided before submit returns.
+        self._pending[pending.key] = pending
+        try:
+            pending.ticket = self._queue.submit(pending, request.user.userhost())
+        except QueueFullError as e:
+            del self._pending[pending.key]
+            self._overloaded(request, e.limit, e.count)
+            raise errors.Overloaded() from None
+
+    def cancel(self, pending: Pending) -> None:
+        """Give up on ``pending``: a queued check is never asked, a running one is cancelled
+        (its answer, if any, is ignored)."""
+        if self._forget(pending) and pending.deferred is not None:
+            pending.deferred.cancel()
+
+    def cancel_all(self) -> list[Pending]:
+        """Cancel every check (the link is gone, or the service stops); returns them."""
+        self._queue.clear()  # first: cancelling a running check must not start a queued one
+        cancelled = list(self._pending.values())
+        for pending in cancelled:
+            self.cancel(pending)
+        return cancelled
+
+    # -- inside
+
+    def _ask(self, ticket: Ticket[Pending]) -> None:
+        """The queue's turn for a check: ask the authorizer (whose timeout starts now)."""
+        pending = ticket.item
+        pending.ticket = ticket
+        pending.checked = self._clock.seconds()
+        try:
+            d = self.authorizer.authorize(pending.request)
+        except Exception:
+            d = fail()
+        pending.deferred = d
+        d.addCallbacks(
+            self._decided, self._authorizer_failed, callbackArgs=(pending,), errbackArgs=(pending,)
+        )
+
+    def _waited_too_long(self, pending: Pending, waited: float) -> None:
+        """The queue gave up on ``pending`` (queue_timeout): refused, the authorizer unasked."""
+        if self._pending.get(pending.key) is pending:
+            del self._pending[pending.key]
+        request = pending.request
+        decision = Decision.error(
+            "queue_timeout", f"no free check in {self._queue.timeout:g} s"
+        ).with_details(source="service")
+        self._log_decision(request, decision, waited, _OVERLOAD_FORMATS["timeout"], queued=waited)
+        self._report(request, decision)
+        self._core.refuse(pending.stanza, pending.context, errors.Overloaded())
+
+    def _overloaded(
+        self, request: JoinRequest, limit: Literal["service", "user"], count: int
+    ) -> None:
+        """A refusal decided here, before any check: logged and counted like the others."""
+        reason = "too many checks pending" + (" for user" if limit == "user" else "")
+        decision = Decision.error("overload", reason).with_details(source="service")
+        self._log_decision(request, decision, 0.0, _OVERLOAD_FORMATS[limit], count=count)
+        self._report(request, decision)
+
+    def _log_decision(
+        self,
+        request: JoinRequest,
+        decision: Decision,
+        elapsed: float,
+        text_format: str | None = None,
+        *,
+        queued: float = 0.0,
+        **extra: Any,
+    ) -> None:
+        """The one event per decision (``mucauth_event="decision"``): allow and deny at info,
+        error at warn, where an operator looks for trouble. ``latency_ms`` is what the user
+        waited, ``queued_ms`` the part of it spent in the join queue before the authorizer
+        was asked; the gate's own figures (HTTP status, source) come from the Decision."""
+        emit = self._core.log.warn if decision.is_error else self._core.log.info
+        emit(
+            text_format or (_ERROR_FORMAT if decision.is_error else _DECISION_FORMAT),
+            mucauth_event="decision",
+            action=request.action,
+            outcome=decision.outcome,
+            kind=decision.kind,
+            source=decision.source,
+            status=decision.status,
+            user=request.user.full(),
+            room=request.room.full(),
+            nick=request.nick,
+            reason=decision.reason,
+            latency_ms=round(elapsed * 1000, 1),
+            queued_ms=round(queued * 1000, 1),
+            **extra,
+        )
+
+    def _report(self, request: JoinRequest, decision: Decision) -> None:
+        if self._on_decision is None:
+            return
+        try:
+            self._on_decision(request, decision)
+        except Exception:
+            self._core.log.failure("on_decision hook failed")
+
+    def _forget(self, pending: Pending) -> bool:
+        """Drop ``pending``; False if it was no longer the current check for its key."""
+        if self._pending.get(pending.key) is not pending:
+            return False
+        del self._pending[pending.key]
+        if pending.ticket is not None:
+            self._queue.release(pending.ticket)
+        return True
+
+    def _authorizer_failed(self, failure: Failure, pending: Pending) -> None:
+        if failure.check(CancelledError) and self._pending.get(pending.key) is not pending:
+            return None
+        self._core.log.failure("authorizer failed instead of answering", failure)
+        failed = Decision.error("internal", "authorizer failed").with_details(source="service")
+        self._decided(failed, pending)
+        return None
+
+    def _decided(self, decision: Decision, pending: Pending) -> None:
+        if not self._forget(pending):
+            return  # the user left, the link dropped, or the service shut down meanwhile
+        request = pending.request
+        queued = (pending.checked or pending.started) - pending.started
+        self._log_decision(
+            request, decision, self._clock.seconds() - pending.started, queued=queued
+        )
+        self._report(request, decision)
+        core = self._core
+        try:
+            if decision.is_allowed:
+                pending.on_allow(pending)
+            elif decision.is_denied:
+                text = decision.reason if self.show_reason and decision.reason else DENY_TEXT
+                core.send_error(pending.stanza, pending.context, self.deny_condition, text)
+            else:
+                core.send_error(
+                    pending.stanza, pending.context, self.failure_condition, FAILURE_TEXT
+                )
+        except errors.MUCError as e:
+            self._core.log.info(
+                "{action} refused after allow user={user} room={room} nick={nick} error={error}",
+                action=request.action,
+                user=request.user.full(),
+                room=request.room.full(),
+                nick=request.nick,
+                error=type(e).__name__,
+            )
+            core.refuse(pending.stanza, pending.context, e)
+        except Exception:
+            self._core.log.failure("unexpected error completing a join")
+            core.refuse(pending.stanza, pending.context, errors.MUCError("Internal error"))

@@ -1,0 +1,104 @@
+"""Messages: groupchat reflected to every occupant, the subject, private messages (XEP-0045
+§7.4, §7.5, §8.1). Error messages from occupants are presence business (``presence.py``): the
+service routes them there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from twisted.words.protocols.jabber.jid import JID
+from twisted.words.xish import domish
+
+from mucauth.muc import errors, stanzas
+from mucauth.muc.core import Context, Core
+from mucauth.muc.incoming import child
+from mucauth.muc.join import JoinGate
+from mucauth.muc.room import HistoryEntry, Occupant, Room
+
+__all__ = ["Messages", "Stored"]
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A history message as reflected: its children (shared, never mutated) and id."""
+
+    children: list[domish.Element]
+    stanza_id: str | None
+
+
+class Messages:
+    """Message stanzas to the service, to rooms and to occupants."""
+
+    def __init__(self, core: Core, gate: JoinGate) -> None:
+        self._core = core
+        self._gate = gate
+
+    def on_message(self, message: domish.Element, context: Context, kind: str) -> None:
+        address = context.address
+        if address.is_service:
+            raise errors.UnsupportedNamespace("This service does not accept messages")
+        room_jid = address.require_room()
+        room = self._core.rooms.get(room_jid)
+        if address.is_room:
+            if kind == "groupchat":
+                self._groupchat(room, room_jid, message, context)
+                return
+            raise errors.NotSupported("Invitations and requests are not supported")
+        nick = address.require_nick()
+        if kind == "groupchat":
+            raise errors.BadRequest("Groupchat messages go to the room, not to an occupant")
+        self._private(room, nick, message, context)
+
+    def sender_occupant(self, room: Room | None, room_jid: JID, user: JID) -> Occupant:
+        """The sender's occupant, or the error a non-occupant gets (still joining or not)."""
+        occupant = room.occupant_for(user) if room is not None else None
+        if occupant is None:
+            if self._gate.is_joining(user, room_jid):
+                raise errors.JoinPending()
+            raise errors.NotOccupant()
+        return occupant
+
+    def _groupchat(
+        self, room: Room | None, room_jid: JID, message: domish.Element, context: Context
+    ) -> None:
+        occupant = self.sender_occupant(room, room_jid, context.sender)
+        assert room is not None
+        core = self._core
+        children = stanzas.client_children(message)
+        stanza_id = message.getAttribute("id")
+        subject = child(message, "subject")
+        body = child(message, "body")
+        if subject is not None and body is None:
+            room.set_subject(context.sender, str(subject))
+        sizes: list[int] = []
+        for _viewer, session in core.sessions(room):
+            reflected = stanzas.groupchat_message(
+                room, occupant.nick, occupant.occupant_id, session, children, stanza_id=stanza_id
+            )
+            if not sizes:
+                sizes.append(len(reflected.toXml()))
+            core.send(reflected)
+        if body is not None:
+            room.add_history(
+                HistoryEntry(
+                    core.now(),
+                    occupant.nick,
+                    occupant.occupant_id,
+                    Stored(children, stanza_id),
+                    sizes[0] if sizes else 0,
+                )
+            )
+
+    def _private(
+        self, room: Room | None, nick: str, message: domish.Element, context: Context
+    ) -> None:
+        assert context.address.room is not None
+        sender = self.sender_occupant(room, context.address.room, context.sender)
+        assert room is not None
+        target = room.occupant(nick)
+        if target is None:
+            raise errors.NoSuchOccupant("No occupant with that nickname")
+        children = stanzas.client_children(message)
+        for session in target.sessions:
+            self._core.send(stanzas.private_message(room, sender, session, message, children))
