@@ -21,6 +21,7 @@ from wokkel.muc import NS_MUC, NS_MUC_USER, STATUS_CODE
 from mucauth.muc import errors
 from mucauth.muc.jids import occupant_address
 from mucauth.muc.room import Occupant, Room
+from mucauth.muc.xml import Stanza
 from mucauth.settings import ErrorCondition
 
 NS_OCCUPANT_ID = "urn:xmpp:occupant-id"
@@ -144,7 +145,7 @@ def occupant_presence(
     ``stanza_id`` is the id of the client's own join or leave, reflected in its self-presence
     so the client can tie the answer to what it sent (as Prosody's own MUC does).
     """
-    presence = domish.Element((None, "presence"))
+    presence = Stanza((None, "presence"))
     presence["from"] = occupant_address(room.jid, nick or occupant.nick)
     presence["to"] = to.full()
     if stanza_id:
@@ -181,7 +182,7 @@ def groupchat_message(
     delay: datetime | None = None,
 ) -> domish.Element:
     """A reflected (or, with ``delay``, replayed) groupchat message, keeping the sender's id."""
-    message = domish.Element((None, "message"))
+    message = Stanza((None, "message"))
     message["from"] = occupant_address(room.jid, nick)
     message["to"] = to.full()
     message["type"] = "groupchat"
@@ -197,7 +198,7 @@ def groupchat_message(
 
 def subject_message(room: Room, to: JID) -> domish.Element:
     """The subject, always sent last on join: clients take it as "the join is complete"."""
-    message = domish.Element((None, "message"))
+    message = Stanza((None, "message"))
     subject = room.subject
     if subject is not None and subject.nick:
         message["from"] = occupant_address(room.jid, subject.nick)
@@ -219,7 +220,7 @@ def private_message(
     children: Sequence[domish.Element],
 ) -> domish.Element:
     """A private message relayed from one occupant JID to the target's session."""
-    message = domish.Element((None, "message"))
+    message = Stanza((None, "message"))
     message["from"] = occupant_address(room.jid, sender.nick)
     message["to"] = to.full()
     for attr in ("type", "id"):
