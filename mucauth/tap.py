@@ -26,6 +26,7 @@ from mucauth.config import ConfigError, load_settings
 from mucauth.effective import describe_settings
 from mucauth.link import ComponentLink
 from mucauth.log_setup import (
+    LEVELS,
     LogDestinationError,
     make_log_observer,
     twistd_json_file,
@@ -193,6 +194,7 @@ def make_service(
         max_in_flight=auth.pool_size,
         on_decision=metrics.decision if metrics is not None else None,
         on_queue_wait=metrics.queue_wait if metrics is not None else None,
+        log_level=LEVELS[settings.log.level],
     )
     link = ComponentLink(settings.component)
     muc.setHandlerParent(link)

@@ -180,3 +180,28 @@ class DescribeTests(SynchronousTestCase):
         self.assertEqual(mask_url("http://u@h/p"), "http://***@h/p")
         self.assertEqual(mask_url("http://u:p@[::1]:8/p?a=b#f"), "http://***@[::1]:8/p?***")
         self.assertEqual(mask_url("http://h:bad/p"), MASK)
+
+
+class LevelLoggerTests(SynchronousTestCase):
+    """Events below [log] level are dropped before they are built (they cost CPU per join)."""
+
+    def test_drops_below_its_level_only(self) -> None:
+        from twisted.logger import LogLevel
+
+        seen: list[dict[str, Any]] = []
+        log = log_setup.LevelLogger("t", observer=seen.append, level=LogLevel.warn)
+        log.debug("d")
+        log.info("i")
+        log.warn("w")
+        log.error("e")
+        self.assertEqual([e["log_format"] for e in seen], ["w", "e"])
+
+    def test_the_muc_service_logs_at_the_configured_level(self) -> None:
+        from twisted.logger import LogLevel
+
+        for level, expected in (("warn", LogLevel.warn), ("debug", LogLevel.debug)):
+            built = replace(settings(self), log=LogSettings(level))
+            service = make_service(built, reactor=MemoryReactorClock())
+            log = service.muc.log
+            assert isinstance(log, log_setup.LevelLogger)
+            self.assertEqual(log.level, expected)

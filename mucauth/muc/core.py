@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 
+from mucauth.log_setup import LevelLogger
 from mucauth.muc import errors, stanzas
 from mucauth.muc.incoming import Address
 from mucauth.muc.room import Occupant, Room
@@ -43,13 +44,15 @@ class Core:
         settings: MUCSettings,
         clock: IReactorTime,
         send: Callable[[domish.Element], None],
+        log_level: LogLevel = LogLevel.debug,
     ) -> None:
         self.settings = settings
         self.clock = clock
         self.send = send
         self.rooms: dict[JID, Room] = {}
-        # One logger for the whole service (MUCService.log), whichever part speaks.
-        self.log = Logger(namespace=LOG_NAMESPACE)
+        # One logger for the whole service (MUCService.log), whichever part speaks; events
+        # below the configured level are dropped before they are built.
+        self.log: Logger = LevelLogger(namespace=LOG_NAMESPACE, level=log_level)
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock.seconds(), UTC)

@@ -23,7 +23,7 @@ from types import MappingProxyType
 from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
@@ -65,6 +65,7 @@ class MUCService(XMPPHandler):
         max_in_flight: int = 10,
         on_decision: Callable[[JoinRequest, Decision], None] | None = None,
         on_queue_wait: Callable[[float], None] | None = None,
+        log_level: LogLevel = LogLevel.debug,
     ) -> None:
         """``max_in_flight`` checks are asked at once; more wait in the join queue (see
         ``queue.py``); tap.py sets it to the HTTP pool's size, which bounds the service's
@@ -73,14 +74,16 @@ class MUCService(XMPPHandler):
         ``on_decision`` hears every decision the service acted on, the queue's refusals
         included (as ``Decision.error("overload" or "queue_timeout", ...)``), and
         ``on_queue_wait`` how long each check waited for its turn: the metrics hooks, kept
-        plain callables so this package never imports a metrics library."""
+        plain callables so this package never imports a metrics library.
+
+        ``log_level``: events below it are not even built (tap.py passes ``[log] level``)."""
         super().__init__()
         if clock is None:
             from twisted.internet import reactor
 
             clock = reactor  # type: ignore[assignment]
         assert clock is not None
-        self._core = Core(settings, clock, self.send)
+        self._core = Core(settings, clock, self.send, log_level)
         self._gate = JoinGate(
             self._core,
             authorizer,
