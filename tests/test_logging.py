@@ -186,10 +186,13 @@ class LevelLoggerTests(SynchronousTestCase):
     """Events below [log] level are dropped before they are built (they cost CPU per join)."""
 
     def test_drops_below_its_level_only(self) -> None:
-        from twisted.logger import LogLevel
+        from typing import cast
+
+        from twisted.logger import ILogObserver, LogLevel
 
         seen: list[dict[str, Any]] = []
-        log = log_setup.LevelLogger("t", observer=seen.append, level=LogLevel.warn)
+        observer = cast(ILogObserver, seen.append)
+        log = log_setup.LevelLogger("t", observer=observer, level=LogLevel.warn)
         log.debug("d")
         log.info("i")
         log.warn("w")

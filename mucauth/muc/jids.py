@@ -18,8 +18,16 @@ from __future__ import annotations
 from functools import lru_cache
 
 from twisted.words.protocols.jabber.jid import JID
+from twisted.words.protocols.jabber.xmpp_stringprep import nodeprep, resourceprep
 
-__all__ = ["domain_jid", "occupant_address", "parse_jid", "prepared_jid"]
+__all__ = [
+    "domain_jid",
+    "node_prepare",
+    "occupant_address",
+    "parse_jid",
+    "prepared_jid",
+    "resource_prepare",
+]
 
 # Sessions that talk to the service at once; beyond that the oldest are parsed again when they
 # come back, which costs time, never correctness.
@@ -36,6 +44,33 @@ def parse_jid(text: str) -> JID:
 def domain_jid(host: str) -> JID:
     """The JID of a bare domain (the service's own, in practice), prepared once."""
     return JID(tuple=(None, host, None))
+
+
+# For ASCII text the stringprep profiles reduce to a few rules (RFC 3920 appendices A and B):
+# no ASCII character is mapped to nothing (B.1) or changed by NFKC, none is unassigned or
+# right-to-left; nodeprep folds case (B.2) and refuses ASCII space and controls (C.1.1, C.2.1)
+# and "&'/:<>@; resourceprep refuses only the controls. Room names and nicks are nearly always
+# ASCII, and Twisted's pure-Python tables cost up to ~100 µs a name.
+_NODE_REFUSED = frozenset(map(chr, range(0x21))) | frozenset("\"&'/:<>@\x7f")
+_RESOURCE_REFUSED = frozenset(map(chr, range(0x20))) | frozenset("\x7f")
+
+
+def node_prepare(text: str) -> str:
+    """``nodeprep.prepare(text)``, the same result or the same ``UnicodeError``."""
+    if text.isascii():
+        if _NODE_REFUSED.isdisjoint(text):
+            return text.lower()
+        raise UnicodeError("Invalid character in a node")
+    return str(nodeprep.prepare(text))
+
+
+def resource_prepare(text: str) -> str:
+    """``resourceprep.prepare(text)``, the same result or the same ``UnicodeError``."""
+    if text.isascii():
+        if _RESOURCE_REFUSED.isdisjoint(text):
+            return text
+        raise UnicodeError("Invalid character in a resource")
+    return str(resourceprep.prepare(text))
 
 
 def prepared_jid(user: str | None, host: str, resource: str | None = None) -> JID:

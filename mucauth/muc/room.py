@@ -20,7 +20,6 @@ from functools import lru_cache
 from typing import Literal
 
 from twisted.words.protocols.jabber.jid import JID
-from twisted.words.protocols.jabber.xmpp_stringprep import nodeprep, resourceprep
 
 from mucauth.muc.errors import (
     BadNick,
@@ -33,7 +32,7 @@ from mucauth.muc.errors import (
     RoomFull,
     RoomNameNotAcceptable,
 )
-from mucauth.muc.jids import prepared_jid
+from mucauth.muc.jids import node_prepare, prepared_jid, resource_prepare
 
 Role = Literal["moderator", "participant", "visitor", "none"]
 Affiliation = Literal["owner", "admin", "member", "none", "outcast"]
@@ -60,7 +59,7 @@ def prepare_nick(raw: str | None, max_length: int) -> str:
     if len(raw) > max(max_length * 4, _MAX_RAW_PART) or len(raw.encode()) > _MAX_RAW_PART:
         raise NickNotAcceptable("This nickname is too long")
     try:
-        nick = resourceprep.prepare(raw)
+        nick = resource_prepare(raw)
     except UnicodeError as e:
         raise BadNick("This nickname contains characters that are not allowed") from e
     if not nick or not nick.strip():
@@ -80,7 +79,7 @@ def prepare_room_name(raw: str | None, max_length: int) -> str:
     if len(raw.encode()) > _MAX_RAW_PART:
         raise RoomNameNotAcceptable("This room name is too long")
     try:
-        name = nodeprep.prepare(raw)
+        name = node_prepare(raw)
     except UnicodeError as e:
         raise BadRoomName("This room name contains characters that are not allowed") from e
     if not name:
