@@ -32,6 +32,7 @@ import asyncio
 import datetime
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -51,6 +52,7 @@ from joins import (  # noqa: E402
     cpu_seconds,
     fetch_stats,
     fmt,
+    machine_busy_seconds,
     memory_kib,
     table,
 )
@@ -86,7 +88,7 @@ url = {url}
 timeout = 5
 pool_size = {pool_size}
 cache_ttl = 0
-
+{muc}
 [log]
 level = warn
 """
@@ -135,6 +137,26 @@ def condition(names: list[str]) -> str:
     return next((n for n in names if n in CONDITIONS), "?")
 
 
+# mucauth logs each refused join at warn level with why ("queue_timeout", "overload", ...):
+# the XMPP condition alone does not tell a full queue from a wait that ran out.
+REFUSAL_LOG = re.compile(r"\bjoin error kind=(\w+)")
+
+
+def log_size(process: Process) -> int:
+    try:
+        return process.log.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def refusal_kinds(process: Process, offset: int) -> dict[str, int]:
+    """Refusals by mucauth's own reason, from what its log gained since ``offset``."""
+    with open(process.log, "rb") as f:
+        f.seek(offset)
+        text = f.read().decode(errors="replace")
+    return dict(Counter(REFUSAL_LOG.findall(text)).most_common())
+
+
 @dataclass
 class Round:
     """The figures of one burst: every user sends all its joins at once."""
@@ -148,12 +170,16 @@ class Round:
     max_ms: float = float("nan")
     joined: int = 0
     refused: dict[str, int] = field(default_factory=dict)  # by error condition
+    refused_why: dict[str, int] = field(default_factory=dict)  # by mucauth's logged reason
     missing: int = 0  # no answer within --timeout
     requests: int = 0  # received by the authorization service during the round
     peak_in_flight: int = 0  # its most requests at once
     connections_used: int = 0  # distinct connections that carried them
     new_connections: int = 0
     cpu_s: dict[str, float] = field(default_factory=dict)  # per process, during the round
+    # CPU the rest of the machine used meanwhile, in % of one core: other work on a shared
+    # host slows every process here, and a storm is long enough to meet some.
+    other_pct: float = float("nan")
 
     @property
     def refusals(self) -> int:
@@ -170,16 +196,23 @@ async def timed_burst(
 
 
 async def burst_round(
-    name: str, conns: list[Connection], args: argparse.Namespace, pids: dict[str, int]
+    name: str,
+    conns: list[Connection],
+    args: argparse.Namespace,
+    pids: dict[str, int],
+    mucauth: Process,
 ) -> Round:
     """Every connection joins all its rooms at once; the figures of the whole burst."""
     # Reading /stats starts a new period: the peak in flight is this round's from here.
     before = (await fetch_stats(args.auth_port))["http"]
+    log_offset = log_size(mucauth)
     cpu0 = {n: cpu_seconds(pid) for n, pid in pids.items()}
+    busy0, at0 = machine_busy_seconds(), now()
     results = await asyncio.gather(
         *(timed_burst(c, occupants_of(i, args), args.timeout) for i, c in enumerate(conns))
     )
     cpu1 = {n: cpu_seconds(pid) for n, pid in pids.items()}
+    busy1, at1 = machine_busy_seconds(), now()
     after = (await fetch_stats(args.auth_port))["http"]
     out = Round(name, joins=len(conns) * args.bookmarks)
     start = min(sent for sent, _ in results)
@@ -192,8 +225,9 @@ async def burst_round(
         refused.update(condition(names) for names in result.refused.values())
         out.missing += len(result.missing)
     # A refusal is an answer too: "all in" ends with the last answer of either kind. Error
-    # presences carry no arrival time in BurstResult, so the end of the gather stands in.
-    last = max(answered) if answered and not refused and not out.missing else now()
+    # presences carry no arrival time in BurstResult, so then the end of the gather stands in
+    # (the last user's last answer, or its timeout when some never came).
+    last = max(answered) if answered and not refused and not out.missing else at1
     out.seconds = last - start
     if answered:
         out.first = min(answered) - start
@@ -202,11 +236,14 @@ async def burst_round(
     out.p99_ms = percentile(latencies, 0.99) * 1000
     out.max_ms = max(latencies, default=float("nan")) * 1000
     out.refused = dict(refused.most_common())
+    out.refused_why = refusal_kinds(mucauth, log_offset)
     out.requests = after["requests"] - before["requests"]
     out.peak_in_flight = after["peak_in_flight"]
     out.connections_used = after["used"]
     out.new_connections = after["connections"] - before["connections"]
     out.cpu_s = {n: cpu1[n] - cpu0[n] for n in pids}
+    ours = sum(out.cpu_s.values())
+    out.other_pct = max(0.0, busy1 - busy0 - ours) * 100 / (at1 - at0)
     return out
 
 
@@ -222,7 +259,7 @@ async def wait_for_link(process: Process, c2s_port: int, timeout: float = 30.0) 
             raise RuntimeError(f"{process.name} exited:\n{process.log_tail()}")
         try:
             probe = await asyncio.wait_for(connect(HOST, c2s_port, PROBE, PASSWORD), 5)
-        except (OSError, ConnectionError, TimeoutError):
+        except (OSError, TimeoutError):  # ConnectionError is an OSError
             await asyncio.sleep(0.1)
             continue
         try:
@@ -231,6 +268,8 @@ async def wait_for_link(process: Process, c2s_port: int, timeout: float = 30.0) 
                 if answer.attrs.get("type") == "result":
                     return now() - started
                 await asyncio.sleep(0.1)
+        except (OSError, TimeoutError):
+            await asyncio.sleep(0.1)  # a stream lost meanwhile: log in again
         finally:
             probe.close()
     raise RuntimeError(f"{process.name} did not link to Prosody in {timeout:g} s")
@@ -266,6 +305,11 @@ async def run(args: argparse.Namespace, bench_dir: Path, children: Children) -> 
             secret=prosody.component_secret,
             url=f"http://127.0.0.1:{args.auth_port}/muc/join",
             pool_size=args.pool_size,
+            muc=(
+                f"\n[muc]\nqueue_timeout = {args.queue_timeout:g}\n"
+                if args.queue_timeout is not None
+                else ""
+            ),
         )
     )
     mucauth = children.spawn(
@@ -274,19 +318,16 @@ async def run(args: argparse.Namespace, bench_dir: Path, children: Children) -> 
         bench_dir / "mucauth.log",
         bench_dir,
     )
+    await wait_for_link(mucauth, prosody.c2s_port)
+    # Figures of a mucauth that admits everyone would look fine and mean nothing.
+    probe = await connect(HOST, prosody.c2s_port, PROBE, PASSWORD)
     try:
-        await wait_for_link(mucauth, prosody.c2s_port)
-        probe = await connect(HOST, prosody.c2s_port, PROBE, PASSWORD)
-        try:
-            await check_gate(probe, COMPONENT)
-        finally:
-            probe.close()
-    except RuntimeError as e:
-        print(f"!! mucauth is not usable: {e}", file=sys.stderr)
-        return 1
+        await check_gate(probe, COMPONENT)
+    finally:
+        probe.close()
     print(
         f"set up in {now() - started:.1f} s: {args.users} users x {args.bookmarks} bookmarks,"
-        f" {args.group} users a room ({-(-args.users // args.group) * args.bookmarks} rooms),"
+        f" {args.group} users per room ({-(-args.users // args.group) * args.bookmarks} rooms),"
         f" pool_size {args.pool_size}, service delay {args.service_delay * 1000:g} ms;"
         f" {os.cpu_count()} CPUs, loadavg {os.getloadavg()[0]:.2f}",
         flush=True,
@@ -305,7 +346,7 @@ async def run(args: argparse.Namespace, bench_dir: Path, children: Children) -> 
     t = now()
     conns = await connect_many(HOST, prosody.c2s_port, users, PASSWORD)
     phases["login s"] = now() - t
-    cold = await burst_round("cold login", conns, args, pids())
+    cold = await burst_round("cold login", conns, args, pids(), mucauth)
     print(f"  cold login: {short(cold)}", flush=True)
 
     # The restart: every client and mucauth lose their streams; Prosody comes back on the
@@ -322,7 +363,7 @@ async def run(args: argparse.Namespace, bench_dir: Path, children: Children) -> 
     t = now()
     conns = await connect_many(HOST, prosody.c2s_port, users, PASSWORD)
     phases["relogin s"] = now() - t
-    storm = await burst_round("storm", conns, args, pids())
+    storm = await burst_round("storm", conns, args, pids(), mucauth)
     print(f"  storm:      {short(storm)}", flush=True)
     hwm = memory_kib(mucauth.pid)["VmHWM"] / 1024
     for conn in conns:
@@ -346,23 +387,25 @@ def short(r: Round) -> str:
     )
 
 
+# (figure, column heading, decimals below 100)
 COLUMNS = [
-    ("joins/s", "joins/s"),
-    ("all in s", "all in s"),
-    ("first s", "first s"),
-    ("p50 ms", "p50 ms"),
-    ("p99 ms", "p99 ms"),
-    ("max ms", "max ms"),
-    ("refused", "refused"),
-    ("missing", "missing"),
-    ("http req", "http req"),
-    ("peak in flight", "peak in flight"),
-    ("conns", "conns"),
-    ("mucauth cpu s", "comp cpu s"),
-    ("mucauth ms/j", "comp ms/j"),
-    ("prosody ms/j", "prosody ms/j"),
-    ("auth ms/j", "auth ms/j"),
-    ("client ms/j", "client ms/j"),
+    ("joins/s", "joins/s", 0),
+    ("all in s", "all in s", 2),
+    ("first s", "first s", 2),
+    ("p50 ms", "p50 ms", 0),
+    ("p99 ms", "p99 ms", 0),
+    ("max ms", "max ms", 0),
+    ("refused", "refused", 0),
+    ("missing", "missing", 0),
+    ("http req", "http req", 0),
+    ("peak in flight", "peak in flight", 0),
+    ("conns", "conns", 0),
+    ("mucauth cpu s", "comp cpu s", 2),
+    ("mucauth ms/j", "comp ms/j", 2),
+    ("prosody ms/j", "prosody ms/j", 2),
+    ("auth ms/j", "auth ms/j", 2),
+    ("client ms/j", "client ms/j", 2),
+    ("other %", "other %", 0),
 ]
 
 
@@ -384,7 +427,14 @@ def figures(r: Round) -> dict[str, float]:
     }
     for name in ("mucauth", "prosody", "auth", "client"):
         out[f"{name} ms/j"] = r.cpu_s[name] * 1000 / max(r.joins, 1)
+    out["other %"] = r.other_pct
     return out
+
+
+def queue_timeout(args: argparse.Namespace) -> str:
+    if args.queue_timeout is None:
+        return "30 s (mucauth's default)"
+    return f"{args.queue_timeout:g} s"
 
 
 def report(
@@ -399,15 +449,16 @@ def report(
     for r in rounds:
         f = figures(r)
         rows.append(
-            [r.name, f"{args.users} x {args.bookmarks}"] + [fmt(f[k], 2) for k, _ in COLUMNS]
+            [r.name, f"{args.users} x {args.bookmarks}"] + [fmt(f[k], d) for k, _, d in COLUMNS]
         )
     print()
     print(
-        f"storm: {args.users} users x {args.bookmarks} bookmarks, {args.group} users a room,"
-        f" pool_size {args.pool_size}, service delay {args.service_delay * 1000:g} ms;"
-        " 'all in' is first join sent to last self-presence; CPU is ms per join"
+        f"storm: {args.users} users x {args.bookmarks} bookmarks, {args.group} users per room,"
+        f" pool_size {args.pool_size}, service delay {args.service_delay * 1000:g} ms,"
+        f" queue_timeout {queue_timeout(args)}; 'all in' is first join sent to last"
+        " self-presence; CPU is ms per join"
     )
-    print(table(["round", "load"] + [h for _, h in COLUMNS], rows))
+    print(table(["round", "load"] + [h for _, h, _ in COLUMNS], rows))
     print(
         f"restart: Prosody stopped in {phases['prosody stop s']:.2f} s and started in"
         f" {phases['prosody start s']:.2f} s; mucauth's link answered"
@@ -420,10 +471,10 @@ def report(
         if r.refusals or r.missing:
             bad = True
             detail = ", ".join(f"{c} {n}" for c, n in r.refused.items()) or "none"
+            why = ", ".join(f"{c} {n}" for c, n in r.refused_why.items()) or "nothing"
             print(
-                f"!! {r.name}: {r.refusals} of {r.joins} joins REFUSED ({detail}),"
-                f" {r.missing} UNANSWERED within {args.timeout:g} s; mucauth's log:\n"
-                + mucauth.log_tail(),
+                f"!! {r.name}: {r.refusals} of {r.joins} joins REFUSED ({detail}; mucauth logged"
+                f" {why}), {r.missing} UNANSWERED within {args.timeout:g} s (--keep keeps its log)",
                 file=sys.stderr,
             )
         if r.peak_in_flight > args.pool_size:
@@ -435,8 +486,9 @@ def report(
             )
     storm = rounds[-1]
     verdict = "ok" if not (storm.refusals or storm.missing) else "NOT ok"
+    sys.stderr.flush()
     print(
-        f"storm: all {storm.joined} of {storm.joins} in after {storm.seconds:.2f} s,"
+        f"storm: {storm.joined} of {storm.joins} in after {storm.seconds:.2f} s,"
         f" refused {storm.refusals}, missing {storm.missing} ({verdict});"
         f" peak in flight {storm.peak_in_flight} (pool_size {args.pool_size});"
         f" {storm.requests} requests; mucauth {storm.cpu_s['mucauth']:.2f} CPU s"
@@ -493,6 +545,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="seconds the auth service takes per answer (%(default)s)",
     )
     parser.add_argument(
+        "--queue-timeout",
+        type=float,
+        help="mucauth's [muc] queue_timeout (default: not set, mucauth's own 30 s)",
+    )
+    parser.add_argument(
         "--timeout", type=float, default=60.0, help="seconds each user waits for its answers"
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, configs)")
@@ -517,6 +574,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return asyncio.run(run(args, bench_dir, children))
+    except RuntimeError as e:  # a process that did not start or link (ProcessError included)
+        print(f"!! {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
