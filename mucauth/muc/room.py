@@ -8,7 +8,6 @@ subject, which history a joiner gets) testable without a stream.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import secrets
 import unicodedata
@@ -228,7 +227,7 @@ class Room:
 
     def occupant_id(self, user: JID) -> str:
         """Stable for one bare JID in this room, meaningless anywhere else."""
-        digest = hmac.new(self._salt, user.userhost().encode(), hashlib.sha256).digest()
+        digest = hmac.digest(self._salt, user.userhost().encode(), "sha256")
         return base64.b64encode(digest).decode("ascii")
 
     def sees_real_jids(self, viewer: Occupant) -> bool:
