@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
 from twisted.words.protocols.jabber.error import StanzaError
 from twisted.words.protocols.jabber.jid import JID
@@ -21,7 +22,7 @@ from wokkel.muc import NS_MUC, NS_MUC_USER, STATUS_CODE
 from mucauth.muc import errors
 from mucauth.muc.jids import occupant_address
 from mucauth.muc.room import Occupant, Room
-from mucauth.muc.xml import Stanza
+from mucauth.muc.xml import Stanza, escape_attribute, serialize_parts
 from mucauth.settings import ErrorCondition
 
 NS_OCCUPANT_ID = "urn:xmpp:occupant-id"
@@ -145,30 +146,101 @@ def occupant_presence(
     ``stanza_id`` is the id of the client's own join or leave, reflected in its self-presence
     so the client can tie the answer to what it sent (as Prosody's own MUC does).
     """
-    presence = Stanza((None, "presence"))
-    presence["from"] = occupant_address(room.jid, nick or occupant.nick)
-    presence["to"] = to.full()
+    attributes = {"from": occupant_address(room.jid, nick or occupant.nick), "to": to.full()}
     if stanza_id:
-        presence["id"] = stanza_id
+        attributes["id"] = stanza_id
     if unavailable:
-        presence["type"] = "unavailable"
-    children: Sequence[object] = payload if payload is not None else ()
+        attributes["type"] = "unavailable"
+    children: Sequence[domish.Element] = payload if payload is not None else ()
     if payload is None and not unavailable:
-        children = occupant.payload
-    for child in children:
-        presence.children.append(child)  # shared, never mutated: no re-parenting
-    x = presence.addElement((NS_MUC_USER, "x"))
-    item = x.addElement("item")
-    item["affiliation"] = occupant.affiliation
-    item["role"] = "none" if unavailable and new_nick is None else occupant.role
+        children = occupant.payload  # type: ignore[assignment]
+    item: dict[str, str] = {
+        "affiliation": occupant.affiliation,
+        "role": "none" if unavailable and new_nick is None else occupant.role,
+    }
     if show_jid:
         item["jid"] = (real_jid or occupant.jid).full()
     if new_nick is not None:
         item["nick"] = new_nick
-    for code in sorted(set(statuses)):
-        x.addElement("status")["code"] = str(code)
-    presence.addChild(_occupant_id(occupant.occupant_id))
-    return presence
+    codes = tuple(str(code) for code in sorted(set(statuses)))
+    return OccupantPresence(attributes, tuple(children), item, codes, occupant.occupant_id)
+
+
+class OccupantPresence(Stanza):
+    """An occupant's presence (see :func:`occupant_presence`), built only if read.
+
+    A join in a room of N sends about 2N of these, and the stream only ever wants their text:
+    ``toXml()`` writes it straight from the parts, the same text domish would write for the
+    tree; the tree (payload, ``muc#user`` item and statuses, occupant-id) is made the first
+    time anything reads ``children``, as tests do.
+    """
+
+    def __init__(
+        self,
+        attributes: dict[str, str],
+        payload: tuple[domish.Element, ...],
+        item: dict[str, str],
+        codes: tuple[str, ...],
+        occupant_id: str,
+    ) -> None:
+        self._parts: tuple[Any, ...] | None = (payload, item, codes, occupant_id)
+        super().__init__((None, "presence"), attribs=attributes)
+
+    @property  # type: ignore[override]
+    def children(self) -> list[Any]:
+        if self._parts is not None:
+            self._build()
+        return self._children
+
+    @children.setter
+    def children(self, value: list[Any]) -> None:
+        self._children = value
+
+    def _build(self) -> None:
+        assert self._parts is not None
+        payload, item, codes, occupant_id = self._parts
+        self._parts = None
+        for child in payload:
+            self._children.append(child)  # shared, never mutated: no re-parenting
+        x = self.addElement((NS_MUC_USER, "x"))
+        item_element = x.addElement("item")
+        for key, value in item.items():
+            item_element[key] = value
+        for code in codes:
+            x.addElement("status")["code"] = code
+        self.addChild(_occupant_id(occupant_id))
+
+    def toXml(
+        self,
+        prefixes: Any = None,
+        closeElement: int = 1,  # noqa: N803  (domish's signature)
+        defaultUri: str = "",  # noqa: N803
+        prefixesInScope: Any = None,  # noqa: N803
+    ) -> str:
+        parts = self._parts
+        if parts is None or closeElement != 1 or defaultUri in _OWN_NAMESPACES:
+            return super().toXml(prefixes, closeElement, defaultUri, prefixesInScope)
+        payload, item, codes, occupant_id = parts
+        text = serialize_parts("presence", self.attributes, payload, defaultUri, prefixes)
+        if text is None or (prefixes and _OWN_NAMESPACES.intersection(prefixes)):
+            self._build()
+            return super().toXml(prefixes, closeElement, defaultUri, prefixesInScope)
+        out = [text, "<x xmlns='", NS_MUC_USER, "'><item"]
+        for key, value in item.items():
+            out.append(f" {key}='{escape_attribute(value)}'")
+        out.append("/>")
+        for code in codes:
+            out.append(f"<status code='{code}'/>")
+        out.append(
+            f"</x><occupant-id xmlns='{NS_OCCUPANT_ID}' id='{escape_attribute(occupant_id)}'/>"
+            "</presence>"
+        )
+        return "".join(out)
+
+
+# The namespaces an occupant presence writes itself: a stream or prefixes that claim one of
+# them get domish's serializer.
+_OWN_NAMESPACES = frozenset({NS_MUC_USER, NS_OCCUPANT_ID})
 
 
 def groupchat_message(

@@ -16,7 +16,7 @@ from typing import Any
 
 from twisted.words.xish import domish
 
-__all__ = ["Stanza", "serialize"]
+__all__ = ["Stanza", "escape_attribute", "serialize", "serialize_parts"]
 
 # escapeToXml's replacements, as one C-level pass per string.
 _TEXT = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
@@ -77,6 +77,33 @@ def serialize(
         _write(element, default_uri, prefixed, out)
     except _UncommonError:
         return domish.Element.toXml(element, prefixes, 1, default_uri, prefixes_in_scope)
+    return "".join(out)
+
+
+def escape_attribute(value: str) -> str:
+    return value.translate(_ATTRIBUTE)
+
+
+def serialize_parts(
+    name: str,
+    attributes: dict[str, str],
+    children: Any,
+    default_uri: str = "",
+    prefixes: dict[str, str] | None = None,
+) -> str | None:
+    """The start tag and the children of a top-level element without a namespace of its own
+    (a ``<presence/>`` or ``<message/>`` as the service builds them), as ``toXml`` would
+    write them, left open for the caller to finish; None when a child needs domish."""
+    out = [f"<{name}"]
+    for key, value in attributes.items():
+        out.append(f" {key}='{value.translate(_ATTRIBUTE)}'")
+    out.append(">")
+    prefixed = _PREFIXED if not prefixes else _PREFIXED | frozenset(prefixes)
+    try:
+        for child in children:
+            _write(child, default_uri, prefixed, out)
+    except _UncommonError:
+        return None
     return "".join(out)
 
 

@@ -104,3 +104,63 @@ class SameTextTests(SynchronousTestCase):
         presence.addElement("show", content="away")
         self.assertEqual(presence.toXml(closeElement=0), "<presence>")
         self.assertEqual(serialize(presence), "<presence><show>away</show></presence>")
+
+
+def presence_pair(payload: list[domish.Element], **options: Any) -> tuple[Any, Any]:
+    """The same occupant presence twice: one left unread, one whose tree was read."""
+    from datetime import UTC, datetime
+
+    from twisted.words.protocols.jabber.jid import JID
+
+    from mucauth.muc import stanzas
+    from mucauth.muc.room import Room
+
+    room = Room(
+        JID("room@rooms.example.org"), creator=JID("o@example.org/r"), created=datetime.now(UTC)
+    )
+    occupant = room.join(JID("o@example.org/r"), "n'ick&<", payload).occupant
+    to = JID("viewer@example.org/r")
+    unread = stanzas.occupant_presence(room, occupant, to, **options)
+    read = stanzas.occupant_presence(room, occupant, to, **options)
+    assert read.children is not None  # builds the tree
+    return unread, read
+
+
+class OccupantPresenceTextTests(SynchronousTestCase):
+    @settings(max_examples=300, deadline=None)
+    @given(
+        st.lists(trees(), max_size=3),
+        st.booleans(),
+        st.sets(st.sampled_from([100, 110, 201, 210, 303, 307, 332, 333])),
+        st.booleans(),
+        st.sampled_from([None, "j1", "a'b"]),
+        st.sampled_from([None, "new<nick>"]),
+    )
+    def test_unread_text_is_the_tree_s(
+        self,
+        payload: list[domish.Element],
+        show_jid: bool,
+        statuses: set[int],
+        unavailable: bool,
+        stanza_id: str | None,
+        new_nick: str | None,
+    ) -> None:
+        options = {
+            "show_jid": show_jid,
+            "statuses": statuses,
+            "unavailable": unavailable,
+            "stanza_id": stanza_id,
+            "new_nick": new_nick,
+        }
+        default, prefixes = STREAM
+        for args in ((), (prefixes, 1, default, list(prefixes.values()))):
+            unread, read = presence_pair(payload, **options)
+            self.assertEqual(unread.toXml(*args), domish.Element.toXml(read, *args))
+
+    def test_reading_the_tree_shows_the_item_and_statuses(self) -> None:
+        unread, _ = presence_pair([], show_jid=True, statuses={110})
+        x = unread.firstChildElement()
+        self.assertEqual(
+            (x.uri, x.item["jid"]), ("http://jabber.org/protocol/muc#user", "o@example.org/r")
+        )
+        self.assertEqual([s["code"] for s in x.elements(x.uri, "status")], ["110"])
