@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
 
 from twisted.words.protocols.jabber.error import StanzaError
 from twisted.words.protocols.jabber.jid import JID
@@ -22,7 +21,7 @@ from wokkel.muc import NS_MUC, NS_MUC_USER, STATUS_CODE
 from mucauth.muc import errors
 from mucauth.muc.jids import occupant_address
 from mucauth.muc.room import Occupant, Room
-from mucauth.muc.xml import Stanza, escape_attribute, serialize_parts
+from mucauth.muc.xml import LazyStanza, Stanza, escape_attribute
 from mucauth.settings import ErrorCondition
 
 NS_OCCUPANT_ID = "urn:xmpp:occupant-id"
@@ -166,14 +165,13 @@ def occupant_presence(
     return OccupantPresence(attributes, tuple(children), item, codes, occupant.occupant_id)
 
 
-class OccupantPresence(Stanza):
-    """An occupant's presence (see :func:`occupant_presence`), built only if read.
+class OccupantPresence(LazyStanza):
+    """An occupant's presence (see :func:`occupant_presence`), its tree made only if read.
 
-    A join in a room of N sends about 2N of these, and the stream only ever wants their text:
-    ``toXml()`` writes it straight from the parts, the same text domish would write for the
-    tree; the tree (payload, ``muc#user`` item and statuses, occupant-id) is made the first
-    time anything reads ``children``, as tests do.
+    A join in a room of N sends about 2N of these, and the stream only wants their text.
     """
+
+    owned = frozenset({NS_MUC_USER, NS_OCCUPANT_ID})
 
     def __init__(
         self,
@@ -183,25 +181,10 @@ class OccupantPresence(Stanza):
         codes: tuple[str, ...],
         occupant_id: str,
     ) -> None:
-        self._parts: tuple[Any, ...] | None = (payload, item, codes, occupant_id)
-        super().__init__((None, "presence"), attribs=attributes)
+        super().__init__("presence", attributes, payload, (item, codes, occupant_id))
 
-    @property  # type: ignore[override]
-    def children(self) -> list[Any]:
-        if self._parts is not None:
-            self._build()
-        return self._children
-
-    @children.setter
-    def children(self, value: list[Any]) -> None:
-        self._children = value
-
-    def _build(self) -> None:
-        assert self._parts is not None
-        payload, item, codes, occupant_id = self._parts
-        self._parts = None
-        for child in payload:
-            self._children.append(child)  # shared, never mutated: no re-parenting
+    def build(self, parts: tuple[dict[str, str], tuple[str, ...], str]) -> None:
+        item, codes, occupant_id = parts
         x = self.addElement((NS_MUC_USER, "x"))
         item_element = x.addElement("item")
         for key, value in item.items():
@@ -210,22 +193,9 @@ class OccupantPresence(Stanza):
             x.addElement("status")["code"] = code
         self.addChild(_occupant_id(occupant_id))
 
-    def toXml(
-        self,
-        prefixes: Any = None,
-        closeElement: int = 1,  # noqa: N803  (domish's signature)
-        defaultUri: str = "",  # noqa: N803
-        prefixesInScope: Any = None,  # noqa: N803
-    ) -> str:
-        parts = self._parts
-        if parts is None or closeElement != 1 or defaultUri in _OWN_NAMESPACES:
-            return super().toXml(prefixes, closeElement, defaultUri, prefixesInScope)
-        payload, item, codes, occupant_id = parts
-        text = serialize_parts("presence", self.attributes, payload, defaultUri, prefixes)
-        if text is None or (prefixes and _OWN_NAMESPACES.intersection(prefixes)):
-            self._build()
-            return super().toXml(prefixes, closeElement, defaultUri, prefixesInScope)
-        out = [text, "<x xmlns='", NS_MUC_USER, "'><item"]
+    def tail(self, parts: tuple[dict[str, str], tuple[str, ...], str]) -> str:
+        item, codes, occupant_id = parts
+        out = [f"<x xmlns='{NS_MUC_USER}'><item"]
         for key, value in item.items():
             out.append(f" {key}='{escape_attribute(value)}'")
         out.append("/>")
@@ -233,14 +203,26 @@ class OccupantPresence(Stanza):
             out.append(f"<status code='{code}'/>")
         out.append(
             f"</x><occupant-id xmlns='{NS_OCCUPANT_ID}' id='{escape_attribute(occupant_id)}'/>"
-            "</presence>"
         )
         return "".join(out)
 
 
-# The namespaces an occupant presence writes itself: a stream or prefixes that claim one of
-# them get domish's serializer.
-_OWN_NAMESPACES = frozenset({NS_MUC_USER, NS_OCCUPANT_ID})
+class GroupchatMessage(LazyStanza):
+    """A reflected groupchat message (see :func:`groupchat_message`), its tree made only if
+    read: a message to a room of N is N of these."""
+
+    owned = frozenset({NS_OCCUPANT_ID})
+
+    def __init__(
+        self, attributes: dict[str, str], children: Sequence[domish.Element], occupant_id: str
+    ) -> None:
+        super().__init__("message", attributes, children, occupant_id)
+
+    def build(self, occupant_id: str) -> None:
+        self.addChild(_occupant_id(occupant_id))
+
+    def tail(self, occupant_id: str) -> str:
+        return f"<occupant-id xmlns='{NS_OCCUPANT_ID}' id='{escape_attribute(occupant_id)}'/>"
 
 
 def groupchat_message(
@@ -254,17 +236,16 @@ def groupchat_message(
     delay: datetime | None = None,
 ) -> domish.Element:
     """A reflected (or, with ``delay``, replayed) groupchat message, keeping the sender's id."""
-    message = Stanza((None, "message"))
-    message["from"] = occupant_address(room.jid, nick)
-    message["to"] = to.full()
-    message["type"] = "groupchat"
+    attributes = {"from": occupant_address(room.jid, nick), "to": to.full(), "type": "groupchat"}
     if stanza_id:
-        message["id"] = stanza_id
+        attributes["id"] = stanza_id
+    if delay is None:
+        return GroupchatMessage(attributes, children, occupant_id)
+    message = Stanza((None, "message"), attribs=attributes)
     for child in children:
         message.children.append(child)
     message.addChild(_occupant_id(occupant_id))
-    if delay is not None:
-        message.addChild(Delay(delay, room.jid).toElement())
+    message.addChild(Delay(delay, room.jid).toElement())
     return message
 
 

@@ -12,11 +12,12 @@ random trees); a tree outside that case (a prefix, a qualified attribute) is han
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from twisted.words.xish import domish
 
-__all__ = ["Stanza", "escape_attribute", "serialize", "serialize_parts"]
+__all__ = ["LazyStanza", "Stanza", "escape_attribute", "serialize"]
 
 # escapeToXml's replacements, as one C-level pass per string.
 _TEXT = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
@@ -84,29 +85,6 @@ def escape_attribute(value: str) -> str:
     return value.translate(_ATTRIBUTE)
 
 
-def serialize_parts(
-    name: str,
-    attributes: dict[str, str],
-    children: Any,
-    default_uri: str = "",
-    prefixes: dict[str, str] | None = None,
-) -> str | None:
-    """The start tag and the children of a top-level element without a namespace of its own
-    (a ``<presence/>`` or ``<message/>`` as the service builds them), as ``toXml`` would
-    write them, left open for the caller to finish; None when a child needs domish."""
-    out = [f"<{name}"]
-    for key, value in attributes.items():
-        out.append(f" {key}='{value.translate(_ATTRIBUTE)}'")
-    out.append(">")
-    prefixed = _PREFIXED if not prefixes else _PREFIXED | frozenset(prefixes)
-    try:
-        for child in children:
-            _write(child, default_uri, prefixed, out)
-    except _UncommonError:
-        return None
-    return "".join(out)
-
-
 class Stanza(domish.Element):
     """A ``domish.Element`` for the service's outgoing stanzas: ``toXml()`` is
     :func:`serialize`. Built, like every element the service sends, and then left alone."""
@@ -121,3 +99,72 @@ class Stanza(domish.Element):
         if closeElement == 1:
             return serialize(self, defaultUri, prefixes, prefixesInScope)
         return super().toXml(prefixes, closeElement, defaultUri, prefixesInScope)
+
+
+class LazyStanza(Stanza):
+    """A top-level stanza without a namespace of its own whose children are made only when
+    read: the stream only ever wants the text, which :meth:`tail` writes from the parts.
+
+    A subclass gives its ``name``, its ``shared`` children (a client's payload, passed on as
+    they came) and writes what follows them in :meth:`tail`; :meth:`build` makes the same
+    elements, for whoever reads ``children`` (tests do). ``owned`` names the namespaces
+    :meth:`tail` writes: a stream whose default namespace, or whose prefixes, claim one of them
+    gets domish's serializer, as does a shared child that needs it.
+    """
+
+    owned: frozenset[str] = frozenset()
+
+    def __init__(
+        self, name: str, attributes: dict[str, str], shared: Sequence[Any], parts: Any
+    ) -> None:
+        self._shared = shared
+        self._parts = parts
+        self._built = False
+        super().__init__((None, name), attribs=attributes)
+
+    @property  # type: ignore[override]
+    def children(self) -> list[Any]:
+        if not self._built:
+            self._built = True
+            self._children.extend(self._shared)  # shared, never mutated: no re-parenting
+            self.build(self._parts)
+        return self._children
+
+    @children.setter
+    def children(self, value: list[Any]) -> None:
+        self._children = value
+
+    def build(self, parts: Any) -> None:
+        raise NotImplementedError
+
+    def tail(self, parts: Any) -> str:
+        raise NotImplementedError
+
+    def toXml(
+        self,
+        prefixes: Any = None,
+        closeElement: int = 1,  # noqa: N803  (domish's signature)
+        defaultUri: str = "",  # noqa: N803
+        prefixesInScope: Any = None,  # noqa: N803
+    ) -> str:
+        owned = self.owned
+        if (
+            self._built
+            or closeElement != 1
+            or defaultUri in owned
+            or (prefixes and owned.intersection(prefixes))
+        ):
+            return super().toXml(prefixes, closeElement, defaultUri, prefixesInScope)
+        out = [f"<{self.name}"]
+        for key, value in self.attributes.items():
+            out.append(f" {key}='{value.translate(_ATTRIBUTE)}'")
+        out.append(">")
+        prefixed = _PREFIXED if not prefixes else _PREFIXED | frozenset(prefixes)
+        try:
+            for child in self._shared:
+                _write(child, defaultUri, prefixed, out)
+        except _UncommonError:
+            return super().toXml(prefixes, closeElement, defaultUri, prefixesInScope)
+        out.append(self.tail(self._parts))
+        out.append(f"</{self.name}>")
+        return "".join(out)

@@ -164,3 +164,31 @@ class OccupantPresenceTextTests(SynchronousTestCase):
             (x.uri, x.item["jid"]), ("http://jabber.org/protocol/muc#user", "o@example.org/r")
         )
         self.assertEqual([s["code"] for s in x.elements(x.uri, "status")], ["110"])
+
+
+class GroupchatTextTests(SynchronousTestCase):
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(trees(), max_size=3), st.sampled_from([None, "m1", "a&b"]))
+    def test_unread_text_is_the_tree_s(
+        self, children: list[domish.Element], stanza_id: str | None
+    ) -> None:
+        from datetime import UTC, datetime
+
+        from twisted.words.protocols.jabber.jid import JID
+
+        from mucauth.muc import stanzas
+        from mucauth.muc.room import Room
+
+        room = Room(
+            JID("room@rooms.example.org"), creator=JID("o@example.org/r"), created=datetime.now(UTC)
+        )
+        to = JID("viewer@example.org/r")
+
+        def message() -> Any:
+            return stanzas.groupchat_message(room, "n<'", "oid", to, children, stanza_id=stanza_id)
+
+        default, prefixes = STREAM
+        for args in ((), (prefixes, 1, default, list(prefixes.values()))):
+            read = message()
+            assert read.children is not None  # builds the tree
+            self.assertEqual(message().toXml(*args), domish.Element.toXml(read, *args))
