@@ -34,10 +34,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _processes import check_gate, cpu_seconds, machine_busy_seconds, twistd_argv  # noqa: E402
+
 from examples._ejabberd import EjabberdServer  # noqa: E402
 from examples._loadclient import (  # noqa: E402
     Connection,
-    JoinRefusedError,
     LoopResult,
     Watchdog,
     Window,
@@ -52,7 +53,6 @@ from tests.support.ports import free_port, wait_for_port  # noqa: E402
 
 SERVICE = "rooms.localhost"
 PASSWORD = "bench-pw"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 TAP_CONF = """\
 ; Written by bench/ejabberd.py; thrown away with its directory.
 [component]
@@ -66,20 +66,6 @@ url = {url}
 [log]
 level = warn
 """
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of one process (fields 14 and 15 of /proc/PID/stat)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def machine_busy_seconds() -> float:
-    with open("/proc/stat") as f:
-        fields = [int(v) for v in f.readline().split()[1:9]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
-    return (user + nice + system + irq + softirq + steal) / CLK_TCK
 
 
 @dataclass
@@ -105,11 +91,6 @@ class Run:
         self.ejabberd.stop()
 
 
-def twistd_argv(config: Path) -> list[str]:
-    twistd = Path(sys.executable).parent / "twistd"
-    return [str(twistd), "-n", "--pidfile=", "mucauth", "--config", str(config)]
-
-
 async def wait_authenticated(run: Run, index: int, timeout: float = 20.0) -> None:
     """Wait until ejabberd has accepted instance ``index``, before starting the next one:
     slots go out in connection order. (mucauth logs at warn here, so ejabberd's info log says
@@ -121,18 +102,6 @@ async def wait_authenticated(run: Run, index: int, timeout: float = 20.0) -> Non
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
             raise RuntimeError(f"mucauth {index} did not connect to ejabberd:\n{tail}")
         await asyncio.sleep(0.05)
-
-
-async def check_gate(probe: Connection) -> None:
-    """A refused and an admitted join first: figures from an open door would mean nothing."""
-    try:
-        await asyncio.wait_for(probe.join(f"deny-check@{SERVICE}/probe"), 10)
-    except JoinRefusedError:
-        pass
-    else:
-        raise RuntimeError("mucauth admitted a join its authorization service refused")
-    await asyncio.wait_for(probe.join(f"allow-check@{SERVICE}/probe"), 10)
-    await asyncio.wait_for(probe.leave(f"allow-check@{SERVICE}/probe"), 10)
 
 
 async def set_up(run: Run, args: argparse.Namespace) -> list[Connection]:
@@ -158,14 +127,14 @@ async def set_up(run: Run, args: argparse.Namespace) -> list[Connection]:
         )
         log = run.directory / f"mucauth-{index}.log"
         run.logs.append(log)
-        argv = twistd_argv(config)
-        argv.insert(3, f"--logfile={log}")
+        argv = twistd_argv(config, f"--logfile={log}")
         run.mucauth.append(run.spawn(argv, run.directory / f"mucauth-{index}.console"))
         await wait_authenticated(run, index)
     host, port = "127.0.0.1", run.ejabberd.c2s_port
     probe = await connect(host, port, "probe", PASSWORD)
     try:
-        await check_gate(probe)
+        # A refused and an admitted join first: figures from an open door would mean nothing.
+        await check_gate(probe, SERVICE)
     finally:
         probe.close()
     return await connect_many(host, port, users[: args.clients], PASSWORD)

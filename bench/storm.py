@@ -33,10 +33,7 @@ import datetime
 import json
 import os
 import re
-import shutil
-import signal
 import sys
-import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -44,18 +41,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _prosody import COMPONENT, BenchProsody  # noqa: E402
-from joins import (  # noqa: E402
+from _processes import (  # noqa: E402
     Children,
     Process,
     check_gate,
     cpu_seconds,
     fetch_stats,
-    fmt,
     machine_busy_seconds,
     memory_kib,
-    table,
+    run_main,
+    spawn_auth_service,
+    twistd_argv,
 )
+from _prosody import COMPONENT, BenchProsody  # noqa: E402
+from _report import fmt, table  # noqa: E402
 
 from examples._loadclient import (  # noqa: E402
     BurstResult,
@@ -66,14 +65,15 @@ from examples._loadclient import (  # noqa: E402
     now,
     percentile,
 )
-from examples._stack import free_port, twistd_command, wait_for_port  # noqa: E402
+from examples._stack import free_port, wait_for_port  # noqa: E402
 
 PASSWORD = "bench-pw"
 PROBE = "probe"  # the user who checks the gate and waits for mucauth's link
 HOST = "127.0.0.1"
 
-# joins.py's template has no room for [component] keys, and reconnect_max_delay must be short:
-# with the default 30 s the bench would mostly measure mucauth's backoff.
+# joins.py's template (bench/_driver.py) has no room for [component] keys, and
+# reconnect_max_delay must be short: with the default 30 s the bench would mostly measure
+# mucauth's backoff.
 TAP_CONF = """\
 ; Written by bench/storm.py; thrown away with its directory.
 [component]
@@ -283,18 +283,8 @@ async def run(args: argparse.Namespace, bench_dir: Path, children: Children) -> 
     children.prosody = prosody
     prosody.start()
     args.auth_port = free_port()
-    auth = children.spawn(
-        "auth service",
-        [
-            sys.executable,
-            str(ROOT / "bench" / "authservice.py"),
-            "--port",
-            str(args.auth_port),
-            "--delay",
-            str(args.service_delay),
-        ],
-        bench_dir / "authservice.log",
-        bench_dir,
+    auth = spawn_auth_service(
+        children, bench_dir, ["--port", str(args.auth_port), "--delay", str(args.service_delay)]
     )
     wait_for_port(args.auth_port)
     config = bench_dir / "tap.conf"
@@ -314,7 +304,7 @@ async def run(args: argparse.Namespace, bench_dir: Path, children: Children) -> 
     )
     mucauth = children.spawn(
         "mucauth",
-        [*twistd_command(), "-n", "--pidfile=", "mucauth", "--config", str(config)],
+        twistd_argv(config),
         bench_dir / "mucauth.log",
         bench_dir,
     )
@@ -562,30 +552,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    bench_dir = Path(tempfile.mkdtemp(prefix="mucauth-storm-"))
-    children = Children()
-
-    def on_term(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
-    # A shell starts background jobs with SIGINT ignored; Ctrl-C must still clean up.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        return asyncio.run(run(args, bench_dir, children))
-    except RuntimeError as e:  # a process that did not start or link (ProcessError included)
-        print(f"!! {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    finally:
-        children.stop_all()
-        if args.keep:
-            print(f"logs and configs kept in {bench_dir}", file=sys.stderr)
-        else:
-            shutil.rmtree(bench_dir, ignore_errors=True)
+    # RuntimeError: a process that did not start or link (ProcessError included).
+    return run_main(run, parse_args(argv), "mucauth-storm-", errors=(RuntimeError,))
 
 
 if __name__ == "__main__":
