@@ -3,13 +3,25 @@
 Run from the checkout: ``python bench/gate.py [checks] [concurrency]``. It starts a keep-alive
 twisted.web auth service on loopback in this process, sends sequential checks and then
 concurrent batches through HTTPAuthorizer, and prints figures; it asserts nothing.
+
+"CPU per check" is this process's CPU time over the sequential checks: the gate's and the
+in-process server's together (the server's share is the same whatever the client does), so
+compare it between runs of this script, not with ``bench/joins.py``'s per-join CPU.
+
+``python bench/gate.py --client-cpu [checks] [rounds]`` measures the gate's CPU alone: the
+service is ``bench/authservice.py`` in its own process, and this process's CPU time over
+``checks`` sequential checks (after a warm-up) is printed per round (min, median, max).
 """
 
 from __future__ import annotations
 
+import gc
+import socket
 import statistics
+import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from twisted.internet import task
@@ -83,9 +95,11 @@ async def main(reactor: Any, checks: int, concurrency: int) -> None:
     # Sequential: one join after another, as a quiet service sees them.
     latencies: list[float] = []
     marks: dict[int, int] = {}
+    joins = [request(i) for i in range(checks)]  # JIDs cost stringprep: not the gate's CPU
+    gc.collect()
     started = time.perf_counter()
-    for i in range(checks):
-        join = request(i)
+    cpu_started = time.process_time()
+    for i, join in enumerate(joins):
         before = time.perf_counter()
         decision: Decision = await auth.authorize(join)
         latencies.append(time.perf_counter() - before)
@@ -93,8 +107,10 @@ async def main(reactor: Any, checks: int, concurrency: int) -> None:
         if i + 1 in (50, 1000):
             marks[i + 1] = factory.opened
     elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
     server = TimedRequest.handling[:]
     print(f"sequential: {checks} checks in {elapsed:.2f} s ({checks / elapsed:.0f}/s)")
+    print(f"  CPU per check (gate + in-process server): {cpu / checks * 1e6:.0f} µs")
     print(f"  connections for the first 50 checks:   {marks.get(50, factory.opened)}")
     print(f"  connections for the first 1000 checks: {marks.get(1000, factory.opened)}")
     print(f"  connections for all {checks} checks:     {factory.opened}")
@@ -125,6 +141,45 @@ async def main(reactor: Any, checks: int, concurrency: int) -> None:
     await port.stopListening()
 
 
+async def client_cpu(reactor: Any, checks: int, rounds: int) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    service = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("authservice.py")), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.1).close()
+                break
+            except OSError:
+                await task.deferLater(reactor, 0.05, lambda: None)
+        settings = HTTPAuthSettings(url=f"http://127.0.0.1:{port}/auth", pool_size=10)
+        auth = HTTPAuthorizer(settings, reactor)
+        joins = [request(i) for i in range(checks)]  # JIDs cost stringprep: not the gate's CPU
+        for join in joins[:100]:
+            assert (await auth.authorize(join)).is_allowed
+        per_check: list[float] = []
+        for _ in range(rounds):
+            gc.collect()
+            cpu_started = time.process_time()
+            for join in joins:
+                decision: Decision = await auth.authorize(join)
+                assert decision.is_allowed, decision
+            per_check.append((time.process_time() - cpu_started) / checks)
+        await auth.close()
+    finally:
+        service.terminate()
+        service.wait()
+    print(f"gate CPU per check, service in its own process: {checks} sequential checks x {rounds}")
+    print(
+        f"  min {min(per_check) * 1e6:.0f} µs  median {statistics.median(per_check) * 1e6:.0f} µs"
+        f"  max {max(per_check) * 1e6:.0f} µs"
+    )
+
+
 def report(latencies: list[float], server: list[float], note: str = "") -> None:
     p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
     s50 = statistics.median(server) if server else 0.0
@@ -133,8 +188,12 @@ def report(latencies: list[float], server: list[float], note: str = "") -> None:
 
 
 if __name__ == "__main__":
-    checks = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
-    concurrency = int(sys.argv[2]) if len(sys.argv) > 2 else 100
+    numbers = [int(arg) for arg in sys.argv[1:] if not arg.startswith("-")]
     if "-v" in sys.argv:
         globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)])
-    task.react(main, (checks, concurrency))
+    if "--client-cpu" in sys.argv:
+        checks, rounds = (*numbers, 2000, 5)[:2]
+        task.react(client_cpu, (checks, rounds))
+    else:
+        checks, concurrency = (*numbers, 2000, 100)[:2]
+        task.react(main, (checks, concurrency))

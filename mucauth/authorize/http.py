@@ -1,4 +1,4 @@
-"""HTTPAuthorizer: the mod_muc_http_auth contract over Twisted's Agent, strict and fail-closed.
+"""HTTPAuthorizer: the mod_muc_http_auth contract over treq, strict and fail-closed.
 
 Only a 2xx answer whose body is a JSON object with ``"allowed": true`` opens the door. Every
 other answer, and every failure to get one, becomes a Decision instead of an exception, so the
@@ -17,6 +17,8 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from hyperlink import EncodedURL
 from OpenSSL import SSL
+from treq.client import HTTPClient
+from treq.cookies import IndexableCookieJar
 from twisted.internet import error as net_error
 from twisted.internet import ssl
 from twisted.internet.defer import (
@@ -163,36 +165,108 @@ class _EndpointPerServer:
         return endpoint
 
 
-class _AgentClient:
-    """The one GET the contract needs, straight on ``Agent``.
+class _NoCookies(IndexableCookieJar):
+    """The treq client's cookie jar: it keeps nothing and sends nothing.
 
-    treq wrapped every request in a cookie agent, a gzip decoder and a hyperlink URL round
-    trip: about a sixth of the component's CPU per join under the join benchmark. None of it
-    is wanted here: ``Agent`` keeps no cookies and follows no redirects by itself, and the URL
-    is in its URI form already (:func:`_uri_form`). The interface is the part of treq's
-    ``HTTPClient.get`` that :class:`HTTPAuthorizer` uses, so a ``StubTreq`` can stand in.
+    treq's ``HTTPClient`` puts a ``CookieAgent`` over its jar around the agent on every
+    request; there is no option to leave it out. With treq's default jar a ``Set-Cookie`` from
+    the service would come back on every later check, so that one answer could change the next
+    ones: a check must depend on its parameters alone. Emptied of its work, the layer still
+    builds its fake stdlib request (a second parse of the URI, ~10 µs a check).
+    """
+
+    def add_cookie_header(self, request: Any) -> None:
+        return
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        return
+
+    def set_cookie(self, cookie: Any) -> None:
+        return
+
+
+@implementer(IAgent)
+class _IdentityEncoding:
+    """The agent under treq: the service is offered no content coding, and none is undone.
+
+    treq's ``HTTPClient`` also wraps every request in a ``ContentDecoderAgent`` (always: setting
+    ``Accept-Encoding`` ourselves would only add a second value, treq's ``gzip`` still goes
+    out). The contract wants the body as sent: 64 KiB of gzip inflates into megabytes in one
+    ``decompress`` call, before any cap could count them. So, under treq's layers, this drops
+    the ``Accept-Encoding`` they added (the service sees what it saw before: no such header),
+    and hides a ``Content-Encoding`` the service sends anyway, so that its body reaches the
+    JSON check as it came (and fails it) rather than being inflated.
     """
 
     def __init__(self, agent: IAgent) -> None:
         self._agent = agent
 
-    def get(
+    def request(
         self,
-        url: str,
-        *,
-        headers: dict[bytes, list[bytes]],
-        allow_redirects: bool = False,
-        unbuffered: bool = True,
+        method: bytes,
+        uri: bytes,
+        headers: Headers | None = None,
+        bodyProducer: Any = None,  # noqa: N803 (IAgent's name)
     ) -> Deferred[IResponse]:
-        if allow_redirects or not unbuffered:
-            raise ValueError("only unbuffered requests without redirects are supported")
-        return self._agent.request(b"GET", url.encode("ascii"), Headers(headers))
+        if headers is not None and headers.hasHeader(b"Accept-Encoding"):
+            headers = headers.copy()
+            headers.removeHeader(b"Accept-Encoding")
+        return self._agent.request(method, uri, headers, bodyProducer).addCallback(_as_sent)
+
+
+def _as_sent(response: IResponse) -> IResponse:
+    if response.headers.hasHeader(b"Content-Encoding"):
+        response.headers.removeHeader(b"Content-Encoding")
+    return response
+
+
+class _URIForm(EncodedURL):
+    """A check's URL, in URI form already: treq neither converts nor parses it.
+
+    treq accepts a hyperlink URL, and turns whatever URL it gets into its URI form on every
+    request (``to_uri()``: the host through the ``idna`` package, every part percent-encoded
+    again; then ``to_text()``); given text, it parses it first (``from_text()``, which checks
+    every part): ~70 µs a check here, two thirds of what treq adds to one (bench/PROFILE.md). The
+    text of a check's URL is in URI form by construction (:func:`_uri_form` once for the
+    configured URL, without userinfo; ``quote(safe='')`` for the parameters), so
+    :meth:`of` makes a URL whose ``to_uri()`` is itself and whose ``to_text()`` is that text,
+    and which parses it only if anything else is read (``host``, ``query``, ``==`` ...): treq
+    reads nothing else unless given ``params`` or a cookie dict, which we never pass. A URL
+    derived from one (``replace()`` ...) is built by hyperlink as usual and converts as any.
+    """
+
+    _text = ""
+
+    @classmethod
+    def of(cls, text: str) -> _URIForm:
+        url: _URIForm = object.__new__(cls)
+        url.__dict__.update(_text=text, _parsed=False)
+        return url
+
+    def to_uri(self) -> EncodedURL:
+        return self if self._text else super().to_uri()
+
+    def to_text(self, with_password: bool = False) -> str:
+        return self._text or str(super().to_text(with_password))
+
+    def __getattr__(self, name: str) -> Any:
+        # Called only for what the instance lacks: the parts of a URL that of() made, read
+        # for the first time. hyperlink's own instances (_parsed unset) raise as usual.
+        state = self.__dict__
+        if name.startswith("__") or state.get("_parsed", True):
+            raise AttributeError(name)
+        state.update(vars(EncodedURL.from_text(state["_text"])), _parsed=True)
+        return object.__getattribute__(self, name)
 
 
 def _uri_form(url: str) -> str:
     """The URL as a request line carries it: an IDN host IDNA-encoded, other non-ASCII and
-    unsafe characters percent-encoded (what treq did to every request URL)."""
-    return str(EncodedURL.from_text(url).to_uri().to_text())
+    unsafe characters percent-encoded, an empty path as ``/`` (what treq does to a URL)."""
+    uri = EncodedURL.from_text(url).to_uri()
+    if not uri.path:
+        # "https://auth.example.org" + "?userJID=..." must not send "GET ?userJID=...".
+        uri = uri.replace(path=("",))
+    return str(uri.to_text())
 
 
 def redact_url(url: str) -> str:
@@ -342,6 +416,17 @@ class HTTPAuthorizer:
     ``on_check`` is called with every request and its Decision once a check completes
     (including cancelled ones, whose reason is ``CANCELLED``): the hook metrics use to time the
     HTTP service itself, one observation per request on the wire, whatever joins shared it.
+
+    Each check is one ``get`` on a treq ``HTTPClient`` built once, over an ``Agent`` on the
+    counting pool, set up so that treq's per-request layers cost little and change nothing
+    on the wire: a cookie jar that keeps nothing (:class:`_NoCookies`), no content coding
+    (:class:`_IdentityEncoding`), a URL already in URI form (:class:`_URIForm`), one
+    ``Headers`` object for every check (treq takes it as is; every layer below copies before
+    it adds), ``allow_redirects=False`` (no redirect agent), ``unbuffered=True`` (no buffered
+    response: :class:`_CappedBody` reads the body, through treq's response wrapper), no
+    ``data``/``params``/``auth``/``timeout`` (their steps are skipped; the deadline is ours).
+    ``http_client`` replaces that client (tests pass treq's ``StubTreq``); it is called as
+    treq's ``HTTPClient.get`` is.
     """
 
     def __init__(
@@ -357,8 +442,15 @@ class HTTPAuthorizer:
         url, basic = _split_userinfo(settings.url)
         # The query parameters appended per check are percent-encoded ASCII already.
         self._url = _uri_form(url)
-        self._authorization = settings.authorization_header or basic
-        self._user_agent = f"mucauth/{mucauth.__version__}".encode("ascii")
+        authorization = settings.authorization_header or basic
+        self._headers = Headers(
+            {
+                b"Accept": [b"application/json"],
+                b"User-Agent": [f"mucauth/{mucauth.__version__}".encode("ascii")],
+            }
+        )
+        if authorization is not None:
+            self._headers.setRawHeaders(b"Authorization", [authorization.reveal().encode("utf-8")])
         self._semaphore = DeferredSemaphore(max(1, settings.pool_size))
         self._on_check = on_check
         self._pool: CountingConnectionPool | None = None
@@ -366,8 +458,8 @@ class HTTPAuthorizer:
             self._pool = CountingConnectionPool(reactor, persistent=True)
             self._pool.maxPersistentPerHost = settings.pool_size
             endpoints = _EndpointPerServer(reactor, _policy_for(settings), settings.timeout)
-            # No cookies (each check depends on its parameters alone), no redirects.
-            http_client = _AgentClient(Agent.usingEndpointFactory(reactor, endpoints, self._pool))
+            agent = Agent.usingEndpointFactory(reactor, endpoints, self._pool)
+            http_client = HTTPClient(_IdentityEncoding(agent), cookiejar=_NoCookies())
         self._client = http_client
         if settings.insecure:
             log.warn(
@@ -402,10 +494,12 @@ class HTTPAuthorizer:
                 timed_out.append(True)
                 return fail(CancelledError())
             response: Deferred[IResponse] = self._client.get(
-                _query_url(self._url, request),
-                headers=self._headers(),
+                _URIForm.of(_query_url(self._url, request)),
+                headers=self._headers,
                 allow_redirects=False,
                 unbuffered=True,
+                # Only treq's own timeout= would use it: it keeps treq off the global reactor.
+                reactor=self._reactor,
             )
             return response.addCallback(read_body)
 
@@ -465,15 +559,6 @@ class HTTPAuthorizer:
         outcome.addErrback(_last_resort)
         outcome.chainDeferred(decided)
         return decided
-
-    def _headers(self) -> dict[bytes, list[bytes]]:
-        headers = {
-            b"Accept": [b"application/json"],
-            b"User-Agent": [self._user_agent],
-        }
-        if self._authorization is not None:
-            headers[b"Authorization"] = [self._authorization.reveal().encode("utf-8")]
-        return headers
 
     @staticmethod
     def _log(request: JoinRequest, decision: Decision, failure: Failure | None) -> None:

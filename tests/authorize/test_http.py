@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import socket
 import tempfile
 import time
 from typing import Any
 
+from hyperlink import EncodedURL
+from treq.client import HTTPClient
 from treq.testing import StringStubbingResource, StubTreq
 from twisted.internet import reactor, task
 from twisted.internet.defer import Deferred
@@ -15,15 +18,25 @@ from twisted.internet.task import Clock
 from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogPublisher
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IAgent
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET
+from twisted.web.server import NOT_DONE_YET, Request
 from twisted.words.protocols.jabber.jid import JID
-from zope.interface import provider
+from zope.interface import implementer, provider
 from zope.interface.verify import verifyObject
 
 import mucauth
 from mucauth.authorize.base import Decision, IJoinAuthorizer, JoinRequest
-from mucauth.authorize.http import HTTPAuthorizer, redact_url
+from mucauth.authorize.http import (
+    HTTPAuthorizer,
+    _NoCookies,
+    _query_url,
+    _split_userinfo,
+    _uri_form,
+    _URIForm,
+    redact_url,
+)
 from mucauth.settings import HTTPAuthSettings, Secret
 from tests.support.certs import self_signed
 from tests.support.http_server import (
@@ -247,6 +260,59 @@ class RequestTests(ServerCase):
         await auth.authorize(join())
         self.assertIsNone(self.server.resource.requests[1].header("Cookie"))
 
+    async def test_set_cookies_are_never_sent_back(self) -> None:
+        """treq puts a cookie agent around every request: its jar must keep nothing."""
+
+        def with_cookies(request: Request) -> bytes:
+            request.addCookie(b"sid", b"1", path=b"/")
+            request.addCookie(b"scoped", b"2", path=b"/muc", max_age=b"3600")
+            request.addCookie(b"host", b"3", domain=b"127.0.0.1", path=b"/muc/auth")
+            request.addCookie(b"lax", b"4", path=b"/", sameSite="lax", httpOnly=True)
+            request.setHeader("Content-Type", "application/json")
+            return b'{"allowed": true}'
+
+        auth = self.make()
+        self.server.resource.handler = with_cookies
+        for _ in range(3):
+            self.assertTrue((await auth.authorize(join())).is_allowed)
+        self.server.resource.handler = answer(200, b'{"allowed": false}')
+        self.assertEqual((await auth.authorize(join())).outcome, "deny")
+        self.assertEqual([r.header("Cookie") for r in self.server.resource.requests], [None] * 4)
+
+    async def test_exactly_these_headers_on_every_check(self) -> None:
+        """Nothing treq's layers add reaches the wire (Accept-Encoding, Cookie, ...), and the
+        one Headers object shared by every check stays as it was built."""
+        auth = self.make(authorization_header=Secret(TOKEN))
+        for nick in ("a", "b", "c"):
+            await auth.authorize(join(nick=nick))
+        for seen in self.server.resource.requests:
+            self.assertEqual(
+                sorted(seen.headers), [b"accept", b"authorization", b"host", b"user-agent"]
+            )
+
+    async def test_no_content_coding_is_offered_or_undone(self) -> None:
+        """A gzip body the service sends anyway is checked as it came: it is not JSON."""
+
+        def gzipped(request: Request) -> bytes:
+            request.setHeader("Content-Encoding", "gzip")
+            request.setHeader("Content-Type", "application/json")
+            return gzip.compress(b'{"allowed": true}')
+
+        decision = await self.check(gzipped)
+        self.assertEqual((decision.outcome, decision.kind), ("error", "bad_json"))
+        [seen] = self.server.resource.requests
+        self.assertIsNone(seen.header("Accept-Encoding"))
+
+    async def test_url_without_a_path_asks_for_the_root(self) -> None:
+        base = self.server.url.removesuffix("/muc/auth")
+        auth = self.make(url=base)
+        await auth.authorize(join())
+        await self.make(url=base + "?").authorize(join())
+        for seen in self.server.resource.requests:
+            self.assertEqual(seen.path, b"/")
+            self.assertTrue(seen.uri.startswith(b"/?userJID=alice%40example.org&"), seen.uri)
+        self.assertIsInstance(auth._client, HTTPClient)  # the check goes through treq
+
     async def test_registration_sends_the_same_request(self) -> None:
         auth = self.make()
         await auth.authorize(join(action="join"))
@@ -410,6 +476,81 @@ class LoggingTests(ServerCase):
             redact_url("https://u:p@auth.example.org:8443/muc?key=1#x"),
             "https://auth.example.org:8443/muc",
         )
+
+
+@implementer(IAgent)
+class _Recorder:
+    """An agent that remembers the URI of every request and never answers."""
+
+    def __init__(self) -> None:
+        self.uris: list[bytes] = []
+
+    def request(self, method: bytes, uri: bytes, headers: Any = None, body: Any = None) -> Any:
+        self.uris.append(uri)
+        return Deferred()
+
+
+class URLTests(SynchronousTestCase):
+    """Checks hand treq a URL in URI form (_URIForm), so treq does not convert it again: the
+    request line must be exactly what treq's own conversion would have made of it."""
+
+    CONFIGURED = [
+        "http://127.0.0.1:5280/muc/auth",
+        "https://Auth.Example.ORG:443/muc/join?service=chat&key=a%20b",
+        "https://user:p%40ss@auth.example.org/x?a&b=&",
+        "http://bücher.example/päth/ü?x=ü&y= z#fragment",
+        "http://h/p;params/%7euser?q=%zz&r=%2F&s=1+2",
+        "HTTP://Host/Ab%2fc",
+        "http://h",
+        "http://h?",
+        "http://h#f",
+    ]
+    REQUESTS = [
+        join(),
+        join(
+            nick="a&b=c ü/x?#%+ ",
+            user=JID("zoë+tag@Example.ORG/rés ource"),
+            room=JID("ünï-room@rooms.example.org"),
+        ),
+        join(nick="n~.-_*'()!;:@$,"),
+    ]
+
+    def urls(self) -> list[str]:
+        return [
+            _query_url(_uri_form(_split_userinfo(configured)[0]), request)
+            for configured in self.CONFIGURED
+            for request in self.REQUESTS
+        ]
+
+    def test_request_line_is_what_treq_would_make(self) -> None:
+        recorder = _Recorder()
+        client = HTTPClient(recorder, cookiejar=_NoCookies())
+        for text in self.urls():
+            url = _URIForm.of(text)
+            client.get(text, headers=Headers(), allow_redirects=False, unbuffered=True)
+            client.get(url, headers=Headers(), allow_redirects=False, unbuffered=True)
+            converted, given = recorder.uris[-2:]
+            self.assertEqual(given, converted, text)
+            self.assertEqual(given, text.encode("ascii"))
+            self.assertEqual(str(EncodedURL.from_text(text).to_uri().to_text()), text)
+            self.assertFalse(url.__dict__["_parsed"], "treq read more than to_uri().to_text()")
+
+    def test_it_is_a_full_url_when_read(self) -> None:
+        text = "http://h:81/a/b?x=1&y=%20"
+        url = _URIForm.of(text)
+        self.assertIs(url.to_uri(), url)
+        self.assertEqual((url.host, url.port, url.path), ("h", 81, ("a", "b")))
+        self.assertEqual(url.query, (("x", "1"), ("y", "%20")))
+        self.assertEqual(url, EncodedURL.from_text(text))
+        self.assertEqual(repr(url), f"_URIForm.from_text({text!r})")
+        with self.assertRaises(AttributeError):
+            url.no_such_part  # noqa: B018
+
+    def test_a_url_derived_from_one_converts_as_any_other(self) -> None:
+        url = _URIForm.of("http://h/a?x=1")
+        derived = url.replace(path=("ü",))
+        self.assertEqual(derived.to_uri().to_text(), "http://h/%C3%BC?x=1")
+        self.assertEqual(url.child("ü").to_uri().to_text(), "http://h/a/%C3%BC?x=1")
 
 
 def pause(seconds: float) -> Deferred[None]:
