@@ -179,6 +179,7 @@ def make_service(
         settings.http_auth,
         reactor,
         on_http_check=metrics.http_check if metrics is not None else None,
+        log_level=LEVELS[settings.log.level],
     )
     auth = settings.http_auth
     muc = MUCService(

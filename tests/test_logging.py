@@ -199,7 +199,7 @@ class LevelLoggerTests(SynchronousTestCase):
         log.error("e")
         self.assertEqual([e["log_format"] for e in seen], ["w", "e"])
 
-    def test_the_muc_service_logs_at_the_configured_level(self) -> None:
+    def test_the_muc_service_and_the_gate_log_at_the_configured_level(self) -> None:
         from twisted.logger import LogLevel
 
         for level, expected in (("warn", LogLevel.warn), ("debug", LogLevel.debug)):
@@ -208,3 +208,4 @@ class LevelLoggerTests(SynchronousTestCase):
             log = service.muc.log
             assert isinstance(log, log_setup.LevelLogger)
             self.assertEqual(log.level, expected)
+            self.assertEqual(service.gate.http._events.level, expected)

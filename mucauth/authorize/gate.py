@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.logger import LogLevel
 from zope.interface import implementer
 
 from mucauth.authorize.base import Decision, IJoinAuthorizer, JoinRequest
@@ -51,6 +52,7 @@ def build_authorizer(
     reactor: Any,
     *,
     on_http_check: Callable[[JoinRequest, Decision], None] | None = None,
+    log_level: LogLevel = LogLevel.debug,
 ) -> Gate:
     """Scoped(Caching(SingleFlight(HTTPAuthorizer))), the order that asks HTTP least.
 
@@ -58,9 +60,10 @@ def build_authorizer(
     needs no flight. Single-flight right above HTTP: a burst of identical joins (a client
     retrying, several sessions of one user) is one request.
 
-    ``on_http_check`` sees each HTTP request's Decision (see :class:`HTTPAuthorizer`).
+    ``on_http_check`` sees each HTTP request's Decision (see :class:`HTTPAuthorizer`);
+    ``log_level`` is ``[log] level`` (events below it are not built).
     """
-    http = HTTPAuthorizer(settings, reactor, on_check=on_http_check)
+    http = HTTPAuthorizer(settings, reactor, on_check=on_http_check, log_level=log_level)
     single_flight = SingleFlightAuthorizer(http)
     inner: IJoinAuthorizer = single_flight
     cache = None

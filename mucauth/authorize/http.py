@@ -31,7 +31,7 @@ from twisted.internet.defer import (
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Protocol, connectionDone
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from twisted.web.client import (
     URI,
@@ -54,6 +54,7 @@ from mucauth.authorize.base import (
     JoinRequest,
 )
 from mucauth.authorize.pool import CountingConnectionPool
+from mucauth.log_setup import LevelLogger
 from mucauth.settings import HTTPAuthSettings, Secret
 
 __all__ = ["MAX_BODY", "HTTPAuthorizer", "interpret", "redact_url"]
@@ -436,9 +437,12 @@ class HTTPAuthorizer:
         *,
         http_client: Any = None,
         on_check: Callable[[JoinRequest, Decision], None] | None = None,
+        log_level: LogLevel = LogLevel.debug,
     ) -> None:
         self._settings = settings
         self._reactor = reactor
+        # The per-check event is at debug: below [log] level it is dropped before it is built.
+        self._events: LevelLogger = LevelLogger(namespace=log.namespace, level=log_level)
         url, basic = _split_userinfo(settings.url)
         # The query parameters appended per check are percent-encoded ASCII already.
         self._url = _uri_form(url)
@@ -560,14 +564,17 @@ class HTTPAuthorizer:
         outcome.chainDeferred(decided)
         return decided
 
-    @staticmethod
-    def _log(request: JoinRequest, decision: Decision, failure: Failure | None) -> None:
+    def _log(self, request: JoinRequest, decision: Decision, failure: Failure | None) -> None:
         """The HTTP side of a decision: values as fields, never the Authorization value.
 
         At debug level: the MUC service logs the decision an operator reads (at info, or warn
         for errors) with the same fields, and a second info line per join would only double
-        the log. Unexpected failures still go out as log.failure with their traceback.
+        the log. Unexpected failures still go out as log.failure with their traceback. Below
+        ``log_level`` the event is not even built.
         """
+        events = self._events
+        if failure is None and events.level > LogLevel.debug:
+            return
         fields: dict[str, Any] = {
             "action": request.action,
             "user": request.user.userhost(),
@@ -580,9 +587,9 @@ class HTTPAuthorizer:
             "latency_ms": round(decision.latency * 1000, 1),
         }
         if failure is not None:
-            log.failure(_FORMAT, failure, **fields)
+            events.failure(_FORMAT, failure, **fields)
         else:
-            log.debug(_FORMAT, **fields)
+            events.debug(_FORMAT, **fields)
 
 
 _FORMAT = (
