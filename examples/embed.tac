@@ -5,6 +5,10 @@
 Any object that provides IJoinAuthorizer can decide joins: a database lookup, a token check, or
 the HTTP gate (``mucauth.authorize.build_authorizer``) wrapped in rules of your own. This one
 admits the users of one domain, and only into rooms whose name starts with their domain's name.
+
+This builds the link and the MUC service by hand. ``mucauth.tap.make_service(settings,
+authorizer=SameDomainAuthorizer(...))`` builds the whole of mucauth around the same authorizer,
+with shutdown notices and metrics.
 """
 
 import os

@@ -23,6 +23,7 @@ from twisted.python.filepath import FilePath
 from twisted.words.protocols.jabber import jid
 from twisted.words.protocols.jabber.xmpp_stringprep import nameprep, nodeprep
 
+from mucauth.conditions import ERROR_TYPES, RFC6120_CONDITIONS
 from mucauth.settings import (
     ComponentSettings,
     ErrorCondition,
@@ -34,36 +35,12 @@ from mucauth.settings import (
     Secret,
     Settings,
 )
+from mucauth.tls import CAFileError, load_ca_certificates
 
 __all__ = ["ERROR_CONDITIONS", "ERROR_TYPES", "SECTIONS", "ConfigError", "load_settings"]
 
-# RFC 6120 section 8.3.3: every defined stanza error condition, with the type its examples use.
-# A bare condition in deny_condition / failure_condition takes this type.
-ERROR_CONDITIONS: Mapping[str, str] = {
-    "bad-request": "modify",
-    "conflict": "cancel",
-    "feature-not-implemented": "cancel",
-    "forbidden": "auth",
-    "gone": "cancel",
-    "internal-server-error": "cancel",
-    "item-not-found": "cancel",
-    "jid-malformed": "modify",
-    "not-acceptable": "modify",
-    "not-allowed": "cancel",
-    "not-authorized": "auth",
-    "policy-violation": "modify",
-    "recipient-unavailable": "wait",
-    "redirect": "modify",
-    "registration-required": "auth",
-    "remote-server-not-found": "cancel",
-    "remote-server-timeout": "wait",
-    "resource-constraint": "wait",
-    "service-unavailable": "cancel",
-    "subscription-required": "auth",
-    "undefined-condition": "modify",
-    "unexpected-request": "wait",
-}
-ERROR_TYPES = ("auth", "cancel", "continue", "modify", "wait")
+# A bare condition in deny_condition / failure_condition takes the type this table gives it.
+ERROR_CONDITIONS = RFC6120_CONDITIONS
 
 LOG_LEVELS = ("debug", "info", "warn", "error")
 LOG_FORMATS = ("text", "json")
@@ -343,7 +320,7 @@ class _Reader:
             scope=self._scope(s),
             authorization_header=s.secret("authorization_header", required=False),
             insecure=s.get("insecure", _boolean, defaults["insecure"]),
-            ca_file=s.get("ca_file", _readable_pem, defaults["ca_file"]),
+            ca_file=s.get("ca_file", _ca_file, defaults["ca_file"]),
             deny_condition=s.get("deny_condition", _condition, defaults["deny_condition"]),
             failure_condition=s.get("failure_condition", _condition, defaults["failure_condition"]),
             show_reason=s.get("show_reason", _boolean, defaults["show_reason"]),
@@ -530,14 +507,13 @@ def _http_url(value: str) -> str:
     return value
 
 
-def _readable_pem(value: str) -> str:
+def _ca_file(value: str) -> str:
+    # Loaded now, as the TLS context will load it: a bad file must not get past start-up's
+    # one-line check and fail later with an OpenSSL traceback.
     try:
-        with open(value, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise _InvalidValueError(f"cannot read {value}: {e.strerror}") from None
-    if b"-----BEGIN CERTIFICATE-----" not in data:
-        raise _InvalidValueError(f"{value} holds no PEM certificate")
+        load_ca_certificates(value)
+    except CAFileError as e:
+        raise _InvalidValueError(str(e)) from None
     return value
 
 

@@ -18,7 +18,7 @@ from twisted.words.protocols.jabber.jid import JID
 
 from mucauth.settings import ErrorCondition, RoomScope, Secret, Settings
 
-__all__ = ["MASK", "describe_settings", "mask_url"]
+__all__ = ["MASK", "describe_settings", "mask_url", "redact_url"]
 
 MASK = "***"
 
@@ -33,8 +33,13 @@ _SECTIONS = {
 _URL_FIELDS = frozenset({"url"})
 
 
-def mask_url(url: str) -> str:
-    """``url`` with userinfo and query masked; an unparsable URL is masked whole."""
+def redact_url(url: str, mask: str | None = None) -> str:
+    """``url`` fit for a log: scheme, host, port and path; userinfo, query and fragment dropped.
+
+    Either of the first two may carry a credential. With ``mask``, the userinfo and query are
+    replaced by it rather than dropped, so a reader sees that there was one. An unparsable URL
+    (config.py refuses those, but this must never raise while logging) is :data:`MASK` whole.
+    """
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -44,10 +49,17 @@ def mask_url(url: str) -> str:
     if ":" in host:
         host = f"[{host}]"
     netloc = host if port is None else f"{host}:{port}"
-    if parts.username is not None or parts.password is not None:
-        netloc = f"{MASK}@{netloc}"
-    query = MASK if parts.query else ""
+    query = ""
+    if mask is not None:
+        if parts.username is not None or parts.password is not None:
+            netloc = f"{mask}@{netloc}"
+        query = mask if parts.query else ""
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def mask_url(url: str) -> str:
+    """``url`` with userinfo and query masked, for the effective configuration."""
+    return redact_url(url, mask=MASK)
 
 
 def _plain(value: Any, name: str = "") -> Any:

@@ -2,7 +2,8 @@
 
 The tree is one :class:`MucauthService` named ``mucauth`` holding the component link; the MUC
 service rides on the link as a stream handler and asks the gate (scope, cache, single-flight,
-HTTP) before every join. Nothing here decides anything: it only wires settings into parts.
+HTTP) before every join, or an embedder's own authorizer. Nothing here decides anything: it only
+wires settings into parts.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 from twisted.application.service import IService, MultiService
 from twisted.internet import task
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import ILogObserver, Logger
 from twisted.python import usage
@@ -20,10 +21,10 @@ from twisted.python.components import Componentized
 from twisted.python.failure import Failure
 
 from mucauth import __version__
+from mucauth.authorize.base import IJoinAuthorizer
 from mucauth.authorize.gate import Gate, build_authorizer
-from mucauth.authorize.http import redact_url
 from mucauth.config import ConfigError, load_settings
-from mucauth.effective import describe_settings
+from mucauth.effective import describe_settings, redact_url
 from mucauth.link import ComponentLink
 from mucauth.log_setup import (
     LEVELS,
@@ -67,8 +68,9 @@ class MucauthService(MultiService):
     """The whole of mucauth as one Twisted service.
 
     Stopping it first tells occupants the rooms are going away, gives those stanzas a moment to
-    leave, then closes the component link and the HTTP connection pool; the Deferred it returns
-    makes twistd wait for all of that before the reactor stops.
+    leave, then closes the component link and the authorizer (the gate's HTTP connection pool,
+    or an embedder's authorizer that has a ``close()``); the Deferred it returns makes twistd
+    wait for all of that before the reactor stops.
     """
 
     log = Logger()
@@ -78,7 +80,7 @@ class MucauthService(MultiService):
         settings: Settings,
         link: ComponentLink,
         muc: MUCService,
-        gate: Gate,
+        authorizer: IJoinAuthorizer,
         *,
         clock: IReactorTime,
         log_observer: ILogObserver | None = None,
@@ -92,7 +94,9 @@ class MucauthService(MultiService):
         self.settings = settings
         self.link = link
         self.muc = muc
-        self.gate = gate
+        self.authorizer = authorizer
+        # The HTTP gate when mucauth built it; None for an embedder's authorizer.
+        self.gate: Gate | None = authorizer if isinstance(authorizer, Gate) else None
         self.log_observer = log_observer
         self.metrics: Metrics | None = None  # set by make_service when [metrics] port is set
         self._clock = clock
@@ -114,6 +118,12 @@ class MucauthService(MultiService):
 
     def startService(self) -> None:
         component = self.settings.component
+        # With an embedder's authorizer, [muc_http_auth] url is not what decides: say who does.
+        asking = (
+            redact_url(self.settings.http_auth.url)
+            if self.gate is not None
+            else type(self.authorizer).__name__
+        )
         self.log.info(
             "mucauth {version}: serving {jid} through {host}:{port},"
             " asking {url} before every join",
@@ -121,7 +131,7 @@ class MucauthService(MultiService):
             jid=component.jid.full(),
             host=component.host,
             port=component.port,
-            url=redact_url(self.settings.http_auth.url),
+            url=asking,
         )
         # One event, one field per tap.conf section, secrets masked: what this process runs with.
         self.log.info(
@@ -148,9 +158,16 @@ class MucauthService(MultiService):
         stopped = task.deferLater(self._clock, self._shutdown_grace, lambda: None)
         stopped.addCallback(lambda _: super(MucauthService, self).stopService())
         stopped.addErrback(self._log_failure, "stopping the component link failed")
-        stopped.addCallback(lambda _: maybeDeferred(self.gate.close))
-        stopped.addErrback(self._log_failure, "closing the HTTP connection pool failed")
+        stopped.addCallback(lambda _: self._close_authorizer())
+        stopped.addErrback(self._log_failure, "closing the authorizer failed")
         return stopped
+
+    def _close_authorizer(self) -> Deferred[Any]:
+        # IJoinAuthorizer has no close(): an embedder's authorizer may own nothing to close.
+        close = getattr(self.authorizer, "close", None)
+        if not callable(close):
+            return succeed(None)
+        return maybeDeferred(close)
 
     def _log_failure(self, failure: Failure, why: str) -> None:
         self.log.failure(why, failure)
@@ -163,11 +180,16 @@ def make_service(
     log_observer: ILogObserver | None = None,
     freeze_startup_heap: bool = False,
     exit_on_listen_error: bool = False,
+    authorizer: IJoinAuthorizer | None = None,
 ) -> MucauthService:
     """Build mucauth from ``settings``: for twistd (via :func:`makeService`) and for embedding.
 
-    The last two are for a process that is mucauth alone (twistd): freeze the start-up heap
-    out of the collector's way, and stop with one line when the metrics port is taken.
+    ``freeze_startup_heap`` and ``exit_on_listen_error`` are for a process that is mucauth alone
+    (twistd): freeze the start-up heap out of the collector's way, and stop with one line when
+    the metrics port is taken. ``authorizer`` is an embedder's own join rule, used instead of
+    the HTTP gate built from ``[muc_http_auth]`` (whose deny/failure conditions, show_reason,
+    authorize_registration and pool_size still apply): the shutdown notices, metrics and link
+    stay as they are, and its ``close()``, if it has one, is called when the service stops.
     """
     if reactor is None:
         from twisted.internet import reactor as default_reactor
@@ -175,15 +197,16 @@ def make_service(
         reactor = default_reactor
     # [metrics] port unset: no Metrics at all, every hook stays None.
     metrics = Metrics() if settings.metrics.port is not None else None
-    gate = build_authorizer(
-        settings.http_auth,
-        reactor,
-        on_http_check=metrics.http_check if metrics is not None else None,
-        log_level=LEVELS[settings.log.level],
-    )
+    if authorizer is None:
+        authorizer = build_authorizer(
+            settings.http_auth,
+            reactor,
+            on_http_check=metrics.http_check if metrics is not None else None,
+            log_level=LEVELS[settings.log.level],
+        )
     auth = settings.http_auth
     muc = MUCService(
-        gate,
+        authorizer,
         settings.muc,
         deny_condition=auth.deny_condition,
         failure_condition=auth.failure_condition,
@@ -203,14 +226,15 @@ def make_service(
         settings,
         link,
         muc,
-        gate,
+        authorizer,
         clock=reactor,
         log_observer=log_observer,
         freeze_startup_heap=freeze_startup_heap,
     )
     service.metrics = metrics
     if metrics is not None:
-        metrics.watch(muc=muc, gate=gate)
+        # The HTTP gauges read the gate's internals; another authorizer reports them as zero.
+        metrics.watch(muc=muc, gate=service.gate)
         metrics.link_handler().setHandlerParent(link)
         MetricsServer(
             metrics, settings.metrics, reactor, exit_on_listen_error=exit_on_listen_error

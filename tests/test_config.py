@@ -14,6 +14,7 @@ from twisted.words.protocols.jabber.jid import JID
 
 from mucauth.config import ConfigError, load_settings
 from mucauth.settings import ErrorCondition, MUCSettings, RoomScope, Secret, Settings
+from tests.support.certs import self_signed
 
 COMPONENT_SECRET = "c0mp0nent-S3CRET-value"
 AUTH_HEADER = "Bearer t0ken-S3CRET-value"
@@ -112,7 +113,7 @@ class DefaultsTests(ConfigTestCase):
         self.assertEqual(settings.http_auth.scope.mode, "all")
 
     def test_every_setting_read(self) -> None:
-        ca = self.write("-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n", "ca.pem")
+        ca = self.write(self_signed().cert_pem.decode("ascii"), "ca.pem")
         text = f"""\
 [component]
 jid = Rooms.Example.ORG
@@ -505,6 +506,47 @@ class HTTPAuthErrorTests(ConfigTestCase):
             self.error(self.with_("muc_http_auth", f"ca_file = {path}")),
             f"tap.conf: [muc_http_auth] ca_file: {path} holds no PEM certificate",
         )
+
+    def test_ca_file_holding_only_a_key(self) -> None:
+        path = self.write(self_signed().key_pem.decode("ascii"), "key.pem")
+        self.assertEqual(
+            self.error(self.with_("muc_http_auth", f"ca_file = {path}")),
+            f"tap.conf: [muc_http_auth] ca_file: {path} holds no PEM certificate",
+        )
+
+    def test_ca_file_is_a_directory(self) -> None:
+        path = self.directory()
+        self.assertEqual(
+            self.error(self.with_("muc_http_auth", f"ca_file = {path}")),
+            f"tap.conf: [muc_http_auth] ca_file: cannot read {path}: Is a directory",
+        )
+
+    def test_ca_file_with_garbage_between_the_markers(self) -> None:
+        # Start-up would otherwise die later, building the TLS context, with an OpenSSL traceback.
+        path = self.write("-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n", "ca.pem")
+        self.assertEqual(
+            self.error(self.with_("muc_http_auth", f"ca_file = {path}")),
+            f"tap.conf: [muc_http_auth] ca_file: certificate 1 in {path} does not load",
+        )
+
+    def test_ca_file_with_a_bad_second_certificate(self) -> None:
+        # Base64 that decodes, but to something that is not an X.509 certificate.
+        bad = (
+            "-----BEGIN CERTIFICATE-----\n"
+            "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA\n"
+            "-----END CERTIFICATE-----\n"
+        )
+        path = self.write(self_signed().cert_pem.decode("ascii") + bad, "ca.pem")
+        self.assertEqual(
+            self.error(self.with_("muc_http_auth", f"ca_file = {path}")),
+            f"tap.conf: [muc_http_auth] ca_file: certificate 2 in {path} does not load",
+        )
+
+    def test_ca_file_bundle(self) -> None:
+        pem = self_signed().cert_pem + b"\n" + self_signed("other").cert_pem
+        path = self.write(pem.decode("ascii"), "bundle.pem")
+        settings = self.load(self.with_("muc_http_auth", f"ca_file = {path}"))
+        self.assertEqual(settings.http_auth.ca_file, path)
 
     def test_negative_cache_ttl(self) -> None:
         self.assertEqual(

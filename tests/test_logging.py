@@ -12,7 +12,7 @@ from twisted.logger import globalLogPublisher, textFileLogObserver
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from mucauth import log_setup
-from mucauth.effective import MASK, describe_settings, mask_url
+from mucauth.effective import MASK, describe_settings, mask_url, redact_url
 from mucauth.settings import LogSettings, MetricsSettings, Secret, Settings
 from mucauth.tap import make_service
 from tests.muc.support import SERVICE
@@ -181,6 +181,20 @@ class DescribeTests(SynchronousTestCase):
         self.assertEqual(mask_url("http://u:p@[::1]:8/p?a=b#f"), "http://***@[::1]:8/p?***")
         self.assertEqual(mask_url("http://h:bad/p"), MASK)
 
+    def test_redacted_url(self) -> None:
+        self.assertEqual(
+            redact_url("https://u:p@auth.example.org:8443/muc?key=1#x"),
+            "https://auth.example.org:8443/muc",
+        )
+
+    def test_redact_and_mask_parse_alike(self) -> None:
+        # One parser of userinfo and query: the start-up line and the effective configuration
+        # name the same host, port and path, and an unparsable URL is masked by both.
+        for url in ("http://h:1/p", "http://u@h/p", "http://u:p@[::1]:8/p?a=b#f", "https://H/"):
+            masked = mask_url(url).replace(f"{MASK}@", "").replace(f"?{MASK}", "")
+            self.assertEqual(redact_url(url), masked, url)
+        self.assertEqual(redact_url("http://h:bad/p"), MASK)
+
 
 class LevelLoggerTests(SynchronousTestCase):
     """Events below [log] level are dropped before they are built (they cost CPU per join)."""
@@ -208,4 +222,5 @@ class LevelLoggerTests(SynchronousTestCase):
             log = service.muc.log
             assert isinstance(log, log_setup.LevelLogger)
             self.assertEqual(log.level, expected)
+            assert service.gate is not None
             self.assertEqual(service.gate.http._events.level, expected)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -21,15 +22,20 @@ from twisted.logger import ILogObserver, LogLevel
 from twisted.python.logfile import LogFile
 from twisted.trial.unittest import SynchronousTestCase
 from wokkel.component import Component
+from wokkel.generic import parseXml
+from wokkel.test import helpers
+from zope.interface import implementer
 
 from mucauth import tap
+from mucauth.authorize.base import Decision, IJoinAuthorizer, JoinRequest, StaticAuthorizer
 from mucauth.authorize.gate import Gate
 from mucauth.config import load_settings
 from mucauth.link import ComponentLink
 from mucauth.log_setup import LogDestinationError, make_log_observer, twistd_json_file
 from mucauth.muc.service import MUCService
-from mucauth.settings import ErrorCondition, LogSettings, Settings
+from mucauth.settings import ErrorCondition, LogSettings, MetricsSettings, Settings
 from mucauth.tap import SHUTDOWN_GRACE, MucauthService, Options, make_service, makeService
+from tests.muc.support import error_of, presence
 from tests.support.ports import free_port
 from tests.support.prosody import ProsodyServer
 from tests.support.signals import default_ctrl_c
@@ -125,6 +131,8 @@ class ServiceTreeTests(SynchronousTestCase):
     def test_gate(self) -> None:
         self.assertIsInstance(self.service.gate, Gate)
         self.assertIs(self.service.muc.authorizer, self.service.gate)
+        self.assertIs(self.service.authorizer, self.service.gate)
+        assert self.service.gate is not None
         self.assertIsNotNone(self.service.gate.cache)
 
     def test_makeService_from_options(self) -> None:
@@ -181,6 +189,105 @@ class ShutdownTests(SynchronousTestCase):
         self.successResultOf(stopped)
         self.assertEqual(closed, [True])
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+
+@implementer(IJoinAuthorizer)
+class ClosingAuthorizer:
+    """An embedder's authorizer with a pool of its own to close: admits everyone."""
+
+    def __init__(self) -> None:
+        self.requests: list[JoinRequest] = []
+        self.closed = 0
+
+    def authorize(self, request: JoinRequest) -> Deferred[Decision]:
+        self.requests.append(request)
+        return succeed(Decision.allow())
+
+    def close(self) -> Deferred[None]:
+        self.closed += 1
+        return succeed(None)
+
+
+class InjectedAuthorizerTests(SynchronousTestCase):
+    """make_service(authorizer=...): an embedder's rule instead of the HTTP gate, and the rest
+    (shutdown notices, metrics, closing) as usual."""
+
+    def make(self, authorizer: Any, *, metrics: bool = False) -> MucauthService:
+        base = settings(self)
+        if metrics:
+            base = replace(base, metrics=MetricsSettings(port=9464))
+        self.clock = task.Clock()
+        return make_service(base, reactor=self.clock, authorizer=authorizer)
+
+    def join(self, service: MucauthService, user: str, room: str) -> Any:
+        """Send a join through the component link, as if it had connected; what came back."""
+        stub = helpers.XmlStreamStub()
+        service.link._connected(stub.xmlstream)
+        service.link._authd(stub.xmlstream)
+        stub.send(parseXml(presence(user, room)))
+        self.clock.advance(0)  # the join queue hands checks to the authorizer in a later turn
+        return stub.output
+
+    def test_the_injected_authorizer_decides_joins(self) -> None:
+        service = self.make(StaticAuthorizer(frozenset({"ann@example.org"})))
+        self.assertIsNone(service.gate)
+        self.assertIs(service.muc.authorizer, service.authorizer)
+        [refused] = self.join(service, "bob@example.org/pc", "r@rooms.localhost/bob")
+        self.assertEqual(refused["type"], "error")
+        self.assertEqual(error_of(refused), ("auth", "not-authorized"))
+        admitted = self.join(service, "ann@example.org/pc", "r@rooms.localhost/ann")
+        self.assertNotEqual(admitted, [])
+        self.assertTrue(all(s.getAttribute("type") != "error" for s in admitted))
+
+    def test_its_close_is_called_on_stop_after_the_link(self) -> None:
+        authorizer = ClosingAuthorizer()
+        service = self.make(authorizer)
+        calls: list[str] = []
+
+        def stop_link() -> Deferred[None]:
+            calls.append(f"link.stop closed={authorizer.closed}")
+            return succeed(None)
+
+        self.patch(service.muc, "shutdown", lambda: calls.append("muc.shutdown"))
+        self.patch(service.link, "stopService", stop_link)
+        service.running = 1
+        service.link.running = 1
+        stopped = service.stopService()
+        self.clock.advance(SHUTDOWN_GRACE)
+        self.successResultOf(stopped)
+        self.assertEqual(calls, ["muc.shutdown", "link.stop closed=0"])
+        self.assertEqual(authorizer.closed, 1)
+
+    def test_an_authorizer_without_close_stops_cleanly(self) -> None:
+        service = self.make(StaticAuthorizer(frozenset()))
+        stopped = service.stopService()
+        self.clock.advance(SHUTDOWN_GRACE)
+        self.successResultOf(stopped)
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_metrics_still_scrape(self) -> None:
+        from prometheus_client import generate_latest
+
+        authorizer = ClosingAuthorizer()
+        service = self.make(authorizer, metrics=True)
+        metrics = service.metrics
+        assert metrics is not None
+        self.join(service, "ann@example.org/pc", "r@rooms.localhost/ann")
+        self.assertEqual(len(authorizer.requests), 1)
+        registry = metrics.registry
+        scrape = generate_latest(registry).decode("utf-8")
+        self.assertIn("mucauth_join_decisions_total", scrape)
+        allowed = [
+            sample.value
+            for family in registry.collect()
+            for sample in family.samples
+            if sample.name == "mucauth_join_decisions_total"
+            and sample.labels.get("outcome") == "allow"
+        ]
+        self.assertEqual(sum(allowed), 1)
+        self.assertEqual(registry.get_sample_value("mucauth_rooms"), 1)
+        self.assertEqual(registry.get_sample_value("mucauth_http_checks_in_flight"), 0)
+        self.assertEqual(registry.get_sample_value("mucauth_http_connections_open"), 0)
 
 
 class StartupHeapTests(SynchronousTestCase):

@@ -139,7 +139,3 @@ class CachingAuthorizer:
             if expires > now:
                 return
             del self._entries[key]
-
-    def clear(self) -> None:
-        """Forget every answer (e.g. after the operator changed the policy)."""
-        self._entries.clear()

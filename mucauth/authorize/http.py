@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
@@ -54,10 +52,12 @@ from mucauth.authorize.base import (
     JoinRequest,
 )
 from mucauth.authorize.pool import CountingConnectionPool
+from mucauth.effective import redact_url
 from mucauth.log_setup import LevelLogger
 from mucauth.settings import HTTPAuthSettings, Secret
+from mucauth.tls import load_ca_certificates
 
-__all__ = ["MAX_BODY", "HTTPAuthorizer", "interpret", "redact_url"]
+__all__ = ["MAX_BODY", "HTTPAuthorizer", "interpret"]
 
 MAX_BODY = 64 * 1024  # bytes; an authorization answer is a few dozen
 MAX_REASON = 1024  # characters kept from a service's "error" text
@@ -117,18 +117,13 @@ class _InsecurePolicy:
         return ssl.CertificateOptions(verify=False)
 
 
-_PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
-
-
 def _policy_for(settings: HTTPAuthSettings) -> IPolicyForHTTPS:
     """The TLS policy: verified by default, against a private CA bundle, or not at all."""
     if settings.insecure:
         return _InsecurePolicy()
     if settings.ca_file:
-        pem = Path(settings.ca_file).read_bytes()
-        certs = [ssl.Certificate.loadPEM(block) for block in _PEM_CERT.findall(pem)]
-        if not certs:
-            raise ValueError(f"ca_file {settings.ca_file}: no PEM certificate found")
+        # The config check ran this same loader, so a file it accepted loads here too.
+        certs = load_ca_certificates(settings.ca_file)
         return BrowserLikePolicyForHTTPS(trustRoot=ssl.trustRootFromCertificates(certs))
     return BrowserLikePolicyForHTTPS()
 
@@ -268,16 +263,6 @@ def _uri_form(url: str) -> str:
         # "https://auth.example.org" + "?userJID=..." must not send "GET ?userJID=...".
         uri = uri.replace(path=("",))
     return str(uri.to_text())
-
-
-def redact_url(url: str) -> str:
-    """The URL without userinfo and query, fit for logs: either may carry a credential."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = host if parts.port is None else f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def _split_userinfo(url: str) -> tuple[str, Secret | None]:

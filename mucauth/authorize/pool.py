@@ -25,7 +25,6 @@ class _Tally:
 
     def __init__(self) -> None:
         self.open = 0
-        self.opened = 0
 
 
 class _CountingFactory(WrappingFactory):
@@ -40,7 +39,6 @@ class _CountingFactory(WrappingFactory):
     def registerProtocol(self, p: ProtocolWrapper) -> None:
         super().registerProtocol(p)
         self._tally.open += 1
-        self._tally.opened += 1
 
     def unregisterProtocol(self, p: ProtocolWrapper) -> None:
         super().unregisterProtocol(p)
@@ -70,7 +68,7 @@ class _CountingEndpoint:
 
 
 class CountingConnectionPool(HTTPConnectionPool):
-    """``HTTPConnectionPool`` plus :attr:`open_connections` and :attr:`opened_connections`."""
+    """``HTTPConnectionPool`` plus :attr:`open_connections`."""
 
     def __init__(self, reactor: Any, persistent: bool = True) -> None:
         super().__init__(reactor, persistent)
@@ -80,11 +78,6 @@ class CountingConnectionPool(HTTPConnectionPool):
     def open_connections(self) -> int:
         """TCP (or TLS) connections to the service open now, busy or idle."""
         return self._tally.open
-
-    @property
-    def opened_connections(self) -> int:
-        """Connections opened since start: far above the number of checks means no reuse."""
-        return self._tally.opened
 
     def getConnection(self, key: Hashable, endpoint: IStreamClientEndpoint) -> Deferred[Any]:
         return super().getConnection(key, _CountingEndpoint(endpoint, self._tally))

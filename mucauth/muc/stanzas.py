@@ -18,6 +18,7 @@ from twisted.words.xish import domish
 from wokkel.delay import Delay
 from wokkel.muc import NS_MUC, NS_MUC_USER, STATUS_CODE
 
+from mucauth.conditions import ERROR_TYPES, RFC6120_CONDITIONS
 from mucauth.muc import errors
 from mucauth.muc.jids import occupant_address
 from mucauth.muc.room import Occupant, Room
@@ -25,7 +26,6 @@ from mucauth.muc.xml import LazyStanza, Stanza, escape_attribute
 from mucauth.settings import ErrorCondition
 
 NS_OCCUPANT_ID = "urn:xmpp:occupant-id"
-NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 
 REALJID_PUBLIC = STATUS_CODE.REALJID_PUBLIC.value  # 100
 SELF_PRESENCE = STATUS_CODE.SELF_PRESENCE.value  # 110
@@ -59,6 +59,12 @@ CONDITIONS: dict[type[errors.MUCError], tuple[str, str]] = {
 }
 
 INTERNAL = ErrorCondition("cancel", "internal-server-error")
+
+# Written by hand for the types that differ from the RFC's examples (a full room is "wait");
+# checked once at import so a misspelt condition cannot reach the wire.
+for _condition, _kind in (*CONDITIONS.values(), (INTERNAL.condition, INTERNAL.type)):
+    if _condition not in RFC6120_CONDITIONS or _kind not in ERROR_TYPES:
+        raise ValueError(f"not an RFC 6120 stanza error: {_kind}/{_condition}")
 
 
 def condition_for(exc: errors.MUCError) -> ErrorCondition:

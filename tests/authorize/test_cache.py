@@ -90,6 +90,10 @@ class CachingTests(SynchronousTestCase):
     def test_provides_interface(self) -> None:
         verifyObject(IJoinAuthorizer, self.auth)
 
+    def test_only_the_interface_and_nothing_unused(self) -> None:
+        # No caller ever cleared the cache: answers leave it by their ttl alone.
+        self.assertFalse(hasattr(self.auth, "clear"))
+
     def test_allow_is_reused_until_ttl(self) -> None:
         self.successResultOf(self.auth.authorize(join()))
         self.clock.advance(29.9)

@@ -35,7 +35,6 @@ from mucauth.authorize.http import (
     _split_userinfo,
     _uri_form,
     _URIForm,
-    redact_url,
 )
 from mucauth.settings import HTTPAuthSettings, Secret
 from tests.support.certs import self_signed
@@ -388,6 +387,25 @@ class FailureTests(ServerCase):
         self.assertLessEqual(self.server.connection_count, 3)
 
 
+class CAFileTests(SynchronousTestCase):
+    """The TLS context loads ca_file with the very function the config check uses."""
+
+    def test_a_certificate_that_does_not_load_fails_as_the_config_check_does(self) -> None:
+        from twisted.internet.testing import MemoryReactorClock
+
+        from mucauth.tls import CAFileError
+
+        fd, path = tempfile.mkstemp(suffix=".pem")
+        os.close(fd)
+        self.addCleanup(os.unlink, path)
+        with open(path, "wb") as f:
+            f.write(b"-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n")
+        settings = HTTPAuthSettings(url="https://auth.example.org/muc", ca_file=path)
+        with self.assertRaises(CAFileError) as caught:
+            HTTPAuthorizer(settings, MemoryReactorClock())
+        self.assertEqual(str(caught.exception), f"certificate 1 in {path} does not load")
+
+
 class TLSTests(ServerCase):
     def setUp(self) -> None:
         self.cert = self_signed()
@@ -470,12 +488,6 @@ class LoggingTests(ServerCase):
             text = formatEvent(event) + repr(event)
             for secret in ("s3cr3t", "pa55word", "qu3ry-s3cret"):
                 self.assertNotIn(secret, text)
-
-    def test_redacted_url(self) -> None:
-        self.assertEqual(
-            redact_url("https://u:p@auth.example.org:8443/muc?key=1#x"),
-            "https://auth.example.org:8443/muc",
-        )
 
 
 @implementer(IAgent)

@@ -16,6 +16,13 @@ from tests.support.http_server import answer, never_answer
 
 
 class CountingPoolTests(ServerCase):
+    def test_counts_only_what_metrics_read(self) -> None:
+        # open_connections feeds mucauth_http_connections_open; a count of connections ever
+        # opened had no reader (bench/gate.py counts at its server).
+        from mucauth.authorize.pool import CountingConnectionPool
+
+        self.assertFalse(hasattr(CountingConnectionPool, "opened_connections"))
+
     def make_with_hook(self, **kw: Any) -> tuple[HTTPAuthorizer, list[Decision]]:
         seen: list[Decision] = []
 

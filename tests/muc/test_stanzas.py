@@ -41,6 +41,21 @@ class ConditionTableTests(SynchronousTestCase):
         )
         self.assertEqual(stanzas.condition_for(errors.MUCError()), stanzas.INTERNAL)
 
+    def test_one_table_of_rfc_6120_conditions(self) -> None:
+        # The table config.py checks deny_condition / failure_condition against is this one.
+        from mucauth import conditions, config
+
+        self.assertIs(config.ERROR_CONDITIONS, conditions.RFC6120_CONDITIONS)
+        self.assertIs(config.ERROR_TYPES, conditions.ERROR_TYPES)
+        for cls, (condition, kind) in stanzas.CONDITIONS.items():
+            self.assertIn(condition, conditions.RFC6120_CONDITIONS, cls.__name__)
+            self.assertIn(kind, conditions.ERROR_TYPES, cls.__name__)
+        self.assertIn(stanzas.INTERNAL.condition, conditions.RFC6120_CONDITIONS)
+
+    def test_no_unused_namespace_constant(self) -> None:
+        # StanzaError builds the error children; nothing here names their namespace.
+        self.assertFalse(hasattr(stanzas, "NS_STANZAS"))
+
 
 class JoinErrorTests(SynchronousTestCase):
     def setUp(self) -> None:
