@@ -42,7 +42,7 @@ from twisted.web.server import Request, Site
 from twisted.words.xish import domish
 from wokkel.subprotocols import XMPPHandler
 
-from mucauth.authorize.base import CANCELLED, Decision, JoinRequest
+from mucauth.authorize.base import Decision, JoinRequest
 from mucauth.settings import MetricsSettings
 
 if TYPE_CHECKING:
@@ -156,7 +156,7 @@ class Metrics:
         A check cancelled because its user left measures the user's patience, not the
         service, and is left out.
         """
-        if decision.kind == "connection" and decision.reason == CANCELLED:
+        if decision.is_cancelled:
             return
         self._latency.labels(decision.outcome).observe(decision.latency)
 

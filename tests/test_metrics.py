@@ -204,7 +204,7 @@ class RegistryTests(SynchronousTestCase):
     def test_cancelled_checks_are_not_timed(self) -> None:
         metrics = Metrics()
         request = JoinRequest(JID("a@example.org/r"), JID(ROOM), "a")
-        metrics.http_check(request, Decision.error("connection", "cancelled"))
+        metrics.http_check(request, Decision.cancelled())
         metrics.http_check(request, Decision.error("connection", "ConnectionRefusedError"))
         count = metrics.registry.get_sample_value(
             "mucauth_authorization_seconds_count", {"outcome": "error"}

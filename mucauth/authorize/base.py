@@ -11,13 +11,12 @@ from zope.interface import Interface, implementer
 
 Outcome = Literal["allow", "deny", "error"]
 
-# The reason of the error Decision a check fires with when its caller cancelled it (kind
-# "connection"): cancelling never errbacks, and nobody acts on this answer.
-CANCELLED = "cancelled"
-
 # Why a check failed, for logs and metrics. "overload" is the service refusing to queue a check
 # (a pending bound reached), "queue_timeout" giving up on one that waited too long for its turn.
+# "cancelled" is the answer a check fires with when its caller gave up (the user left): a
+# cancelled check never errbacks, and nobody acts on its answer or counts it as the service's.
 ErrorKind = Literal[
+    "cancelled",
     "timeout",
     "connection",
     "tls",
@@ -80,6 +79,15 @@ class Decision:
     @classmethod
     def error(cls, kind: ErrorKind, reason: str) -> Decision:
         return cls("error", reason, kind)
+
+    @classmethod
+    def cancelled(cls) -> Decision:
+        """What a check the caller cancelled fires with (see ``ErrorKind``)."""
+        return cls("error", "the caller gave up", "cancelled")
+
+    @property
+    def is_cancelled(self) -> bool:
+        return self.kind == "cancelled"
 
     @property
     def is_allowed(self) -> bool:

@@ -12,7 +12,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from mucauth.authorize.base import CANCELLED, Decision, IJoinAuthorizer, JoinRequest
+from mucauth.authorize.base import Decision, IJoinAuthorizer, JoinRequest
 
 __all__ = ["CachingAuthorizer", "SingleFlightAuthorizer"]
 
@@ -82,7 +82,7 @@ class SingleFlightAuthorizer:
     def _cancel_waiter(self, key: Key, flight: _Flight, waiter: Deferred[Decision]) -> None:
         if waiter in flight.waiters:
             flight.waiters.remove(waiter)
-        waiter.callback(Decision.error("connection", CANCELLED))
+        waiter.callback(Decision.cancelled())
         if flight.waiters:
             return
         if self._flights.get(key) is flight:

@@ -45,7 +45,6 @@ from zope.interface import implementer
 
 import mucauth
 from mucauth.authorize.base import (
-    CANCELLED,
     Decision,
     ErrorKind,
     IJoinAuthorizer,
@@ -346,7 +345,7 @@ def _failure_kind(failure: Failure) -> tuple[ErrorKind, str]:
     if _is_cancelled(failure):
         # The caller gave up (the user left). Nobody acts on this Decision; it only keeps the
         # "never errbacks" promise.
-        return "connection", CANCELLED
+        return "cancelled", Decision.cancelled().reason
     if failure.check(net_error.ConnectError, net_error.DNSLookupError):
         # ConnectionRefusedError, TCPTimedOutError, ...; DNSLookupError is not a ConnectError.
         return "connection", f"{type(failure.value).__name__}: {failure.value}"
@@ -400,7 +399,7 @@ class HTTPAuthorizer:
     rest), so for a join the timeout counts from when its request is sent.
 
     ``on_check`` is called with every request and its Decision once a check completes
-    (including cancelled ones, whose reason is ``CANCELLED``): the hook metrics use to time the
+    (including cancelled ones, of kind ``cancelled``): the hook metrics use to time the
     HTTP service itself, one observation per request on the wire, whatever joins shared it.
 
     Each check is one ``get`` on a treq ``HTTPClient`` built once, over an ``Agent`` on the
@@ -517,7 +516,7 @@ class HTTPAuthorizer:
             if cancelled:
                 # Whatever the step that was interrupted made of it: a connection attempt
                 # cancelled while resolving the host name fails with DNSLookupError.
-                return Decision.error("connection", CANCELLED)
+                return Decision.cancelled()
             kind, reason = _failure_kind(failure)
             if kind == "internal":
                 unexpected.append(failure)

@@ -42,7 +42,7 @@ class Pending:
     def authorize(self, request: JoinRequest) -> Deferred[Decision]:
         def cancel(d: Deferred[Decision]) -> None:
             self.cancelled.append(request)
-            d.callback(Decision.error("connection", "cancelled"))
+            d.callback(Decision.cancelled())
 
         d: Deferred[Decision] = Deferred(cancel)
         self.calls.append((request, d))

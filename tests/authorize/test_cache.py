@@ -8,7 +8,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from mucauth.authorize.base import CANCELLED, Decision, IJoinAuthorizer, JoinRequest
+from mucauth.authorize.base import Decision, IJoinAuthorizer, JoinRequest
 from mucauth.authorize.cache import CachingAuthorizer, SingleFlightAuthorizer
 from tests.authorize.fakes import Counting, Pending, join
 
@@ -47,7 +47,7 @@ class SingleFlightTests(SynchronousTestCase):
         first = self.auth.authorize(join())
         second = self.auth.authorize(join())
         first.cancel()
-        self.assertEqual(self.successResultOf(first).reason, CANCELLED)
+        self.assertEqual(self.successResultOf(first), Decision.cancelled())
         self.assertEqual(self.inner.cancelled, [])
         self.assertNoResult(second)
         self.inner.answer(Decision.allow())

@@ -24,7 +24,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.words.protocols.jabber.jid import JID
 
-from mucauth.authorize.base import CANCELLED, Decision, JoinRequest
+from mucauth.authorize.base import Decision, JoinRequest
 from mucauth.authorize.http import HTTPAuthorizer
 from mucauth.settings import HTTPAuthSettings
 from tests.support.faults import (
@@ -278,6 +278,8 @@ class NameResolutionTests(SynchronousTestCase):
         d = auth.authorize(join())
         d.cancel()
         decision = self.successResultOf(d)
-        self.assertEqual((decision.kind, decision.reason), ("connection", CANCELLED))
+        self.assertEqual(
+            (decision.kind, decision.reason), ("cancelled", Decision.cancelled().reason)
+        )
         self.assertEqual(self.flushLoggedErrors(), [])
         self.assertEqual([e["log_level"] for e in events], [LogLevel.debug])

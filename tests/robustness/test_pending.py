@@ -18,7 +18,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.words.protocols.jabber.jid import JID
 
-from mucauth.authorize.base import CANCELLED, Decision, JoinRequest
+from mucauth.authorize.base import Decision, JoinRequest
 from mucauth.authorize.cache import SingleFlightAuthorizer
 from mucauth.settings import MUCSettings
 from tests.muc.support import (
@@ -195,7 +195,9 @@ class SingleFlightCancelTests(SynchronousTestCase):
         d = flight.authorize(JoinRequest(JID(ALICE), JID(ROOM), "alice"))
         d.cancel()
         decision = self.successResultOf(d)
-        self.assertEqual((decision.kind, decision.reason), ("connection", CANCELLED))
+        self.assertEqual(
+            (decision.kind, decision.reason), ("cancelled", Decision.cancelled().reason)
+        )
         self.assertEqual(len(inner.cancelled), 1)
         self.assertEqual(self.flushLoggedErrors(), [])
 
