@@ -31,6 +31,7 @@ from mucauth.settings import (
     LogSettings,
     MetricsSettings,
     MUCSettings,
+    RefusalSettings,
     RoomScope,
     Secret,
     Settings,
@@ -255,10 +256,12 @@ class _Reader:
 
     def settings(self) -> Settings:
         self._check_names()
+        http_auth = self._unaliased(self.section("muc_http_auth"))
         return Settings(
             component=self._component(self.section("component")),
-            http_auth=self._http_auth(self._unaliased(self.section("muc_http_auth"))),
+            http_auth=self._http_auth(http_auth),
             muc=self._muc(self.section("muc")),
+            refusal=self._refusal(http_auth),
             log=self._log(self.section("log")),
             metrics=self._metrics(self.section("metrics")),
         )
@@ -321,14 +324,20 @@ class _Reader:
             authorization_header=s.secret("authorization_header", required=False),
             insecure=s.get("insecure", _boolean, defaults["insecure"]),
             ca_file=s.get("ca_file", _ca_file, defaults["ca_file"]),
-            deny_condition=s.get("deny_condition", _condition, defaults["deny_condition"]),
-            failure_condition=s.get("failure_condition", _condition, defaults["failure_condition"]),
-            show_reason=s.get("show_reason", _boolean, defaults["show_reason"]),
             authorize_registration=s.get(
                 "authorize_registration", _boolean, defaults["authorize_registration"]
             ),
             pool_size=s.get("pool_size", _integer_at_least(1), defaults["pool_size"]),
             cache_ttl=s.get("cache_ttl", _non_negative_number, defaults["cache_ttl"]),
+        )
+
+    def _refusal(self, s: _Section) -> RefusalSettings:
+        """Read from [muc_http_auth], beside the gate's keys, as Prosody's module has them."""
+        defaults = _defaults(RefusalSettings)
+        return RefusalSettings(
+            deny_condition=s.get("deny_condition", _condition, defaults["deny_condition"]),
+            failure_condition=s.get("failure_condition", _condition, defaults["failure_condition"]),
+            show_reason=s.get("show_reason", _boolean, defaults["show_reason"]),
         )
 
     def _scope(self, s: _Section) -> RoomScope:

@@ -27,6 +27,7 @@ _SECTIONS = {
     "component": "component",
     "http_auth": "muc_http_auth",
     "muc": "muc",
+    "refusal": "muc_http_auth",  # its keys are written there
     "log": "log",
     "metrics": "metrics",
 }
@@ -86,7 +87,9 @@ def _plain(value: Any, name: str = "") -> Any:
 
 def describe_settings(settings: Settings) -> dict[str, dict[str, Any]]:
     """One dict per tap.conf section, keyed by the section's name."""
-    return {
-        _SECTIONS.get(f.name, f.name): _plain(getattr(settings, f.name))
-        for f in dataclasses.fields(settings)
-    }
+    described: dict[str, dict[str, Any]] = {}
+    for f in dataclasses.fields(settings):
+        described.setdefault(_SECTIONS.get(f.name, f.name), {}).update(
+            _plain(getattr(settings, f.name))
+        )
+    return described

@@ -75,12 +75,22 @@ class HTTPAuthSettings:
     authorization_header: Secret | None = None
     insecure: bool = False
     ca_file: str | None = None
-    deny_condition: ErrorCondition = ErrorCondition("cancel", "forbidden")
-    failure_condition: ErrorCondition = ErrorCondition("wait", "service-unavailable")
-    show_reason: bool = False
     authorize_registration: bool = False
     pool_size: int = 10  # persistent connections per host
     cache_ttl: float = 0.0  # seconds; 0 = no decision cache
+
+
+@dataclass(frozen=True)
+class RefusalSettings:
+    """How the MUC service answers a join it refuses: its part, whoever decided.
+
+    Written in ``[muc_http_auth]`` (deny_condition, failure_condition, show_reason), where
+    operators coming from Prosody's module look for them.
+    """
+
+    deny_condition: ErrorCondition = ErrorCondition("cancel", "forbidden")  # the gate said no
+    failure_condition: ErrorCondition = ErrorCondition("wait", "service-unavailable")  # no answer
+    show_reason: bool = False  # send the service's "error" text to the user
 
 
 @dataclass(frozen=True)
@@ -118,5 +128,6 @@ class Settings:
     component: ComponentSettings
     http_auth: HTTPAuthSettings
     muc: MUCSettings = field(default_factory=MUCSettings)
+    refusal: RefusalSettings = field(default_factory=RefusalSettings)
     log: LogSettings = field(default_factory=LogSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)

@@ -208,9 +208,9 @@ def make_service(
     muc = MUCService(
         authorizer,
         settings.muc,
-        deny_condition=auth.deny_condition,
-        failure_condition=auth.failure_condition,
-        show_reason=auth.show_reason,
+        deny_condition=settings.refusal.deny_condition,
+        failure_condition=settings.refusal.failure_condition,
+        show_reason=settings.refusal.show_reason,
         authorize_registration=auth.authorize_registration,
         clock=reactor,
         # No more checks in flight than the pool has connections: the rest queue fairly in

@@ -84,8 +84,9 @@ class DefaultsTests(ConfigTestCase):
         self.assertEqual(auth.timeout, 5.0)
         self.assertEqual(auth.scope, RoomScope())
         self.assertIsNone(auth.authorization_header)
-        self.assertEqual(auth.deny_condition, ErrorCondition("cancel", "forbidden"))
-        self.assertEqual(auth.failure_condition, ErrorCondition("wait", "service-unavailable"))
+        refusal = settings.refusal
+        self.assertEqual(refusal.deny_condition, ErrorCondition("cancel", "forbidden"))
+        self.assertEqual(refusal.failure_condition, ErrorCondition("wait", "service-unavailable"))
         self.assertEqual(settings.muc, MUCSettings())
         self.assertEqual((settings.log.level, settings.log.format), ("info", "text"))
         self.assertIsNone(settings.metrics.port)
@@ -168,9 +169,12 @@ interface = ::1
         self.assertEqual(auth.authorization_header, Secret(AUTH_HEADER))
         self.assertTrue(auth.insecure)
         self.assertEqual(auth.ca_file, ca)
-        self.assertEqual(auth.deny_condition, ErrorCondition("auth", "not-authorized"))
-        self.assertEqual(auth.failure_condition, ErrorCondition("cancel", "internal-server-error"))
-        self.assertTrue(auth.show_reason)
+        refusal = s.refusal
+        self.assertEqual(refusal.deny_condition, ErrorCondition("auth", "not-authorized"))
+        self.assertEqual(
+            refusal.failure_condition, ErrorCondition("cancel", "internal-server-error")
+        )
+        self.assertTrue(refusal.show_reason)
         self.assertTrue(auth.authorize_registration)
         self.assertEqual((auth.pool_size, auth.cache_ttl), (3, 0.5))
         self.assertEqual(
@@ -203,7 +207,7 @@ interface = ::1
             ("0", False),
         ]:
             s = self.load(self.with_("muc_http_auth", f"show_reason = {word}"))
-            self.assertIs(s.http_auth.show_reason, expected, word)
+            self.assertIs(s.refusal.show_reason, expected, word)
 
 
 class FileErrorTests(ConfigTestCase):
@@ -565,7 +569,7 @@ class ConditionTests(ConfigTestCase):
     def condition(self, value: str) -> ErrorCondition:
         return self.load(
             self.with_("muc_http_auth", f"deny_condition = {value}")
-        ).http_auth.deny_condition
+        ).refusal.deny_condition
 
     def test_type_and_condition(self) -> None:
         self.assertEqual(
