@@ -2,7 +2,8 @@
 # One entry point for newcomers and CI:
 #   ./dev.sh demo    install what is missing, then run Prosody + auth service + mucauth, and show
 #                    an allowed and a refused join
-#   ./dev.sh test    install what is missing, then lint and run the whole test suite
+#   ./dev.sh test    install what is missing, then lint, run a few seconds of the suite under
+#                    trial, and the whole suite under pytest (CI reads pytest's closing line)
 #   ./dev.sh bench   install what is missing, then run the join benchmark
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -66,6 +67,11 @@ case "$cmd" in
         "$VENV/bin/ruff" format --check .
         echo "== mypy"
         "$VENV/bin/mypy"
+        # The suite also runs under trial (README.rst, "Tests"); a few seconds of it show that
+        # trial still collects and runs both kinds of test class, and its leftover check.
+        echo "== trial (a subset)"
+        "$VENV/bin/python" -m twisted.trial --reporter=text \
+            tests.authorize tests.test_auth_service.RulesFileTests tests.test_zz_leftovers
         echo "== pytest"
         exec "$VENV/bin/python" -m pytest "$@" ;;
     demo)

@@ -30,10 +30,10 @@ from _processes import (
     machine_busy_seconds,
     memory_kib,
     spawn_auth_service,
-    twistd_argv,
 )
 from _prosody import BUILTIN_MUC, COMPONENT, BenchProsody
 
+from examples._certs import self_signed
 from examples._loadclient import (
     Connection,
     LoopResult,
@@ -44,28 +44,10 @@ from examples._loadclient import (
     now,
     percentile,
 )
-from examples._stack import free_port, wait_for_port
-from tests.support.certs import self_signed
+from examples._stack import free_port, mucauth_command, wait_for_port, write_tap_conf
 
 COMPONENT_TLS = "rooms-tls.localhost"
 PASSWORD = "bench-pw"
-
-TAP_CONF = """\
-# Written by bench/joins.py; thrown away with its directory.
-[component]
-jid = {jid}
-host = 127.0.0.1
-port = {port}
-secret = {secret}
-
-[muc_http_auth]
-url = {url}
-timeout = 5
-pool_size = {pool_size}
-{extra}
-[log]
-level = warn
-"""
 
 
 @dataclass
@@ -211,22 +193,22 @@ async def start_mucauth(
     prosody: BenchProsody,
     service: str,
     url: str,
-    extra: str,
+    http_options: dict[str, str],
     pool_size: int,
 ) -> Process:
-    config = bench_dir / f"{service}.tap.conf"
-    config.write_text(
-        TAP_CONF.format(
-            jid=service,
-            port=prosody.component_port,
-            secret=prosody.component_secret,
-            url=url,
-            pool_size=pool_size,
-            extra=extra,
-        )
+    config = write_tap_conf(
+        bench_dir / f"{service}.tap.conf",
+        jid=service,
+        host="127.0.0.1",
+        port=prosody.component_port,
+        secret=prosody.component_secret,
+        url=url,
+        http_options={"timeout": "5", "pool_size": str(pool_size), **http_options},
+        log_level="warn",
+        writer="bench/joins.py",
     )
     process = children.spawn(
-        f"mucauth ({service})", twistd_argv(config), bench_dir / f"{service}.log", bench_dir
+        f"mucauth ({service})", mucauth_command(config), bench_dir / f"{service}.log", bench_dir
     )
     probe = await connect("127.0.0.1", prosody.c2s_port, "probe", PASSWORD)
     try:
@@ -281,7 +263,7 @@ async def set_up(args: argparse.Namespace, bench_dir: Path, children: Children) 
                 prosody,
                 COMPONENT,
                 f"http://127.0.0.1:{auth_port}/muc/join",
-                "",
+                {},
                 args.pool_size,
             )
             targets["mucauth"] = Target("mucauth", COMPONENT, plain, "http")
@@ -292,7 +274,7 @@ async def set_up(args: argparse.Namespace, bench_dir: Path, children: Children) 
                     prosody,
                     COMPONENT_TLS,
                     f"https://127.0.0.1:{tls_port}/muc/join",
-                    f"ca_file = {cert}\n",
+                    {"ca_file": str(cert)},
                     args.pool_size,
                 )
                 targets["mucauth-https"] = Target("mucauth-https", COMPONENT_TLS, tls, "https")

@@ -5,8 +5,8 @@ Shared by ``joins.py``, ``storm.py`` and ``ejabberd.py``:
 * reading ``/proc``: the CPU time of one process, the busy time of the whole machine, RSS;
 * :class:`Process` and :class:`Children`: every child in its own process group, all stopped on
   any exit path;
-* the command lines of ``twistd mucauth`` and ``bench/authservice.py``, and the latter's
-  ``/stats``;
+* the command line of ``bench/authservice.py``, and its ``/stats`` (``twistd mucauth``'s
+  command line and tap.conf come from ``examples/_stack.py``, as for the tests and the demo);
 * :func:`check_gate`, the refused and admitted join every bench makes before measuring;
 * :func:`run_main`, the temp dir, signal handling and clean-up around a script's ``run()``.
 
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from examples._loadclient import Connection, JoinRefusedError
-from examples._stack import start_process, stop_process, twistd_command
+from examples._stack import start_process, stop_process
 
 if TYPE_CHECKING:
     from _prosody import BenchProsody
@@ -115,14 +115,6 @@ class Children:
         if self.prosody is not None:
             self.prosody.stop()
             self.prosody = None
-
-
-def twistd_argv(config: Path, *options: str) -> list[str]:
-    """twistd from this interpreter's venv, in the foreground, with no pid file.
-
-    ``options`` are more twistd options (``--logfile=...``), before the plugin name.
-    """
-    return [*twistd_command(), "-n", "--pidfile=", *options, "mucauth", "--config", str(config)]
 
 
 def spawn_auth_service(children: Children, bench_dir: Path, options: list[str]) -> Process:

@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.robustness.churn import churn, make_service  # noqa: E402
+from examples._churn import churn, make_service  # noqa: E402
 
 
 def rss_kib() -> int:

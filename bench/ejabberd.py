@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _processes import check_gate, cpu_seconds, machine_busy_seconds, twistd_argv  # noqa: E402
+from _processes import check_gate, cpu_seconds, machine_busy_seconds  # noqa: E402
 
 from examples._ejabberd import EjabberdServer  # noqa: E402
 from examples._loadclient import (  # noqa: E402
@@ -48,24 +48,17 @@ from examples._loadclient import (  # noqa: E402
     now,
     percentile,
 )
-from examples._stack import start_process, stop_process  # noqa: E402
-from tests.support.ports import free_port, wait_for_port  # noqa: E402
+from examples._stack import (  # noqa: E402
+    free_port,
+    mucauth_command,
+    start_process,
+    stop_process,
+    wait_for_port,
+    write_tap_conf,
+)
 
 SERVICE = "rooms.localhost"
 PASSWORD = "bench-pw"
-TAP_CONF = """\
-; Written by bench/ejabberd.py; thrown away with its directory.
-[component]
-jid = {jid}
-port = {port}
-secret = {secret}
-
-[muc_http_auth]
-url = {url}
-
-[log]
-level = warn
-"""
 
 
 @dataclass
@@ -116,18 +109,19 @@ async def set_up(run: Run, args: argparse.Namespace) -> list[Connection]:
     )
     wait_for_port(auth_port)
     for index in range(run.instances):
-        config = run.directory / f"tap-{index}.conf"
-        config.write_text(
-            TAP_CONF.format(
-                jid=SERVICE,
-                port=run.ejabberd.component_port,
-                secret=run.ejabberd.component_secret,
-                url=f"http://127.0.0.1:{auth_port}/muc/join",
-            )
+        config = write_tap_conf(
+            run.directory / f"tap-{index}.conf",
+            jid=SERVICE,
+            host="127.0.0.1",
+            port=run.ejabberd.component_port,
+            secret=run.ejabberd.component_secret,
+            url=f"http://127.0.0.1:{auth_port}/muc/join",
+            log_level="warn",
+            writer="bench/ejabberd.py",
         )
         log = run.directory / f"mucauth-{index}.log"
         run.logs.append(log)
-        argv = twistd_argv(config, f"--logfile={log}")
+        argv = mucauth_command(config, f"--logfile={log}")
         run.mucauth.append(run.spawn(argv, run.directory / f"mucauth-{index}.console"))
         await wait_authenticated(run, index)
     host, port = "127.0.0.1", run.ejabberd.c2s_port

@@ -51,7 +51,6 @@ from _processes import (  # noqa: E402
     memory_kib,
     run_main,
     spawn_auth_service,
-    twistd_argv,
 )
 from _prosody import COMPONENT, BenchProsody  # noqa: E402
 from _report import fmt, table  # noqa: E402
@@ -65,33 +64,16 @@ from examples._loadclient import (  # noqa: E402
     now,
     percentile,
 )
-from examples._stack import free_port, wait_for_port  # noqa: E402
+from examples._stack import (  # noqa: E402
+    free_port,
+    mucauth_command,
+    wait_for_port,
+    write_tap_conf,
+)
 
 PASSWORD = "bench-pw"
 PROBE = "probe"  # the user who checks the gate and waits for mucauth's link
 HOST = "127.0.0.1"
-
-# joins.py's template (bench/_driver.py) has no room for [component] keys, and
-# reconnect_max_delay must be short: with the default 30 s the bench would mostly measure
-# mucauth's backoff.
-TAP_CONF = """\
-; Written by bench/storm.py; thrown away with its directory.
-[component]
-jid = {jid}
-host = 127.0.0.1
-port = {port}
-secret = {secret}
-reconnect_max_delay = 1
-
-[muc_http_auth]
-url = {url}
-timeout = 5
-pool_size = {pool_size}
-cache_ttl = 0
-{muc}
-[log]
-level = warn
-"""
 
 # The defined stanza error conditions (RFC 6120 8.3.3): a refusal is reported by its condition,
 # not by the other children an error presence carries (<x/>, <text/>, ...).
@@ -287,26 +269,27 @@ async def run(args: argparse.Namespace, bench_dir: Path, children: Children) -> 
         children, bench_dir, ["--port", str(args.auth_port), "--delay", str(args.service_delay)]
     )
     wait_for_port(args.auth_port)
-    config = bench_dir / "tap.conf"
-    config.write_text(
-        TAP_CONF.format(
-            jid=COMPONENT,
-            port=prosody.component_port,
-            secret=prosody.component_secret,
-            url=f"http://127.0.0.1:{args.auth_port}/muc/join",
-            pool_size=args.pool_size,
-            muc=(
-                f"\n[muc]\nqueue_timeout = {args.queue_timeout:g}\n"
-                if args.queue_timeout is not None
-                else ""
-            ),
-        )
+    # reconnect_max_delay must be short: with the default 30 s the bench would mostly measure
+    # mucauth's backoff. No decision cache, so every join asks the service.
+    config = write_tap_conf(
+        bench_dir / "tap.conf",
+        jid=COMPONENT,
+        host="127.0.0.1",
+        port=prosody.component_port,
+        secret=prosody.component_secret,
+        url=f"http://127.0.0.1:{args.auth_port}/muc/join",
+        component_options={"reconnect_max_delay": "1"},
+        http_options={"timeout": "5", "pool_size": str(args.pool_size), "cache_ttl": "0"},
+        sections=(
+            {"muc": {"queue_timeout": f"{args.queue_timeout:g}"}}
+            if args.queue_timeout is not None
+            else None
+        ),
+        log_level="warn",
+        writer="bench/storm.py",
     )
     mucauth = children.spawn(
-        "mucauth",
-        twistd_argv(config),
-        bench_dir / "mucauth.log",
-        bench_dir,
+        "mucauth", mucauth_command(config), bench_dir / "mucauth.log", bench_dir
     )
     await wait_for_link(mucauth, prosody.c2s_port)
     # Figures of a mucauth that admits everyone would look fine and mean nothing.

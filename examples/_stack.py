@@ -1,6 +1,7 @@
 """Run the pieces of a mucauth deployment as child processes: the example authorization service
-and ``twistd mucauth``. Shared by ``examples/demo.py`` and the end-to-end tests
-(``tests/support/stack.py``), so both start, watch and stop processes the same way.
+and ``twistd mucauth``. Shared by ``examples/demo.py``, the end-to-end tests
+(``tests/support/stack.py``) and the benchmarks (``bench/``: ``mucauth_command`` and
+``write_tap_conf``), so all start, watch and stop processes and write tap.conf the same way.
 
 Every child runs in its own session (process group), so stopping it also stops anything it
 started, and every PID is recorded in ``STARTED`` so a test can check that nothing outlived it.
@@ -230,7 +231,7 @@ jid = {jid}
 host = {host}
 port = {port}
 secret = {secret}
-
+{component_options}
 [muc_http_auth]
 url = {url}
 {http_options}
@@ -247,6 +248,7 @@ def write_tap_conf(
     port: int,
     secret: str,
     url: str,
+    component_options: Mapping[str, str] | None = None,
     http_options: Mapping[str, str] | None = None,
     sections: Mapping[str, Mapping[str, str]] | None = None,
     log_level: str = "info",
@@ -254,12 +256,17 @@ def write_tap_conf(
 ) -> Path:
     """A tap.conf for one component link and one authorization URL.
 
-    ``http_options`` are more ``[muc_http_auth]`` keys (timeout, insecure, enabled_for...);
+    ``component_options`` are more ``[component]`` keys (``reconnect_max_delay``...);
+    ``http_options`` more ``[muc_http_auth]`` keys (timeout, insecure, enabled_for...);
     ``sections`` adds whole sections (``{"muc": {...}}``).
     """
+
+    def keys(values: Mapping[str, str] | None) -> str:
+        return "".join(f"{k} = {v}\n" for k, v in (values or {}).items())
+
     extra = ""
     for name, values in (sections or {}).items():
-        extra += f"\n[{name}]\n" + "".join(f"{k} = {v}\n" for k, v in values.items())
+        extra += f"\n[{name}]\n" + keys(values)
     path.write_text(
         TAP_CONF.format(
             writer=writer,
@@ -268,7 +275,8 @@ def write_tap_conf(
             port=port,
             secret=secret,
             url=url,
-            http_options="".join(f"{k} = {v}\n" for k, v in (http_options or {}).items()),
+            component_options=keys(component_options),
+            http_options=keys(http_options),
             log_level=log_level,
             extra=extra,
         )
@@ -282,6 +290,20 @@ def twistd_command(python: str = sys.executable) -> list[str]:
     if twistd.exists():
         return [str(twistd)]
     return [python, "-c", "from twisted.scripts.twistd import run; run()"]
+
+
+def mucauth_command(config: Path, *options: str, python: str = sys.executable) -> list[str]:
+    """``twistd -n --pidfile= [options] mucauth --config <config>``: in the foreground, with no
+    pid file; ``options`` are more twistd options (``--logfile=...``), before the plugin name."""
+    return [
+        *twistd_command(python),
+        "-n",
+        "--pidfile=",
+        *options,
+        "mucauth",
+        "--config",
+        str(config),
+    ]
 
 
 class MucauthProcess:
@@ -301,15 +323,7 @@ class MucauthProcess:
         return read_text(self.log_path)
 
     def command(self) -> list[str]:
-        return [
-            *twistd_command(self.python),
-            "-n",
-            "--pidfile=",
-            f"--logfile={self.log_path}",
-            "mucauth",
-            "--config",
-            str(self.config),
-        ]
+        return mucauth_command(self.config, f"--logfile={self.log_path}", python=self.python)
 
     def start(self, connected: Callable[[], bool] | None = None, timeout: float = 15.0) -> None:
         """Start twistd; with ``connected``, wait until it says the component link is up."""

@@ -17,10 +17,10 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from wokkel.generic import parseXml
 from zope.interface import implementer
 
+from examples._churn import MUC_X, NS, SERVICE, churn, make_service
 from mucauth.authorize.base import Decision, IJoinAuthorizer, JoinRequest
 from mucauth.authorize.gate import build_authorizer
 from mucauth.settings import HTTPAuthSettings
-from tests.robustness.churn import MUC_X, NS, SERVICE, churn, make_service
 from tests.support.http_server import start_server
 
 

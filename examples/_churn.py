@@ -1,4 +1,5 @@
-"""Join/leave churn through an in-memory MUCService, shared by the test and ``bench/churn.py``.
+"""Join/leave churn through an in-memory MUCService, shared by ``tests/robustness/test_churn.py``
+and ``bench/churn.py`` (here, in ``examples/``, because ``bench/`` does not import ``tests``).
 
 Each cycle one user joins a room and, ``lag`` cycles later, leaves it again, so rooms hold
 several occupants at once, are created and destroyed over and over, and some joins find their
