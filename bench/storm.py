@@ -70,6 +70,7 @@ from examples._stack import (  # noqa: E402
     wait_for_port,
     write_tap_conf,
 )
+from mucauth.conditions import RFC6120_CONDITIONS  # noqa: E402
 
 PASSWORD = "bench-pw"
 PROBE = "probe"  # the user who checks the gate and waits for mucauth's link
@@ -77,32 +78,7 @@ HOST = "127.0.0.1"
 
 # The defined stanza error conditions (RFC 6120 8.3.3): a refusal is reported by its condition,
 # not by the other children an error presence carries (<x/>, <text/>, ...).
-CONDITIONS = frozenset(
-    {
-        "bad-request",
-        "conflict",
-        "feature-not-implemented",
-        "forbidden",
-        "gone",
-        "internal-server-error",
-        "item-not-found",
-        "jid-malformed",
-        "not-acceptable",
-        "not-allowed",
-        "not-authorized",
-        "policy-violation",
-        "recipient-unavailable",
-        "redirect",
-        "registration-required",
-        "remote-server-not-found",
-        "remote-server-timeout",
-        "resource-constraint",
-        "service-unavailable",
-        "subscription-required",
-        "undefined-condition",
-        "unexpected-request",
-    }
-)
+CONDITIONS = frozenset(RFC6120_CONDITIONS)
 
 
 def user_name(index: int) -> str:
