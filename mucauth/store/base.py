@@ -1,0 +1,152 @@
+"""What the MUC service keeps of its rooms across an empty room and a restart.
+
+The store knows rooms as records of plain data: it never imports the room rules, and the room
+rules never import it (DESIGN.md, "Rooms that last"). The room's settings travel as a JSON-able
+mapping that only the MUC side interprets, so a new owner-form field needs no schema change; the
+few settings the store must query by (a room's name and whether it is listed) are columns.
+
+Reads return Deferreds that fire with records. Writes return nothing: they are queued and
+written behind the caller's back (see :mod:`mucauth.store.writes`), because a join or a message
+must never wait on, or be refused by, a disk or a database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from twisted.internet.defer import Deferred
+from zope.interface import Attribute, Interface
+
+__all__ = [
+    "AFFILIATIONS",
+    "Affiliation",
+    "HistoryRecord",
+    "IRoomStore",
+    "RoomRecord",
+    "StoreError",
+    "check_affiliation",
+]
+
+Affiliation = Literal["owner", "admin", "member", "outcast"]
+
+# The affiliations a store keeps (XEP-0045 §5.2); "none" is the absence of a row.
+AFFILIATIONS: tuple[str, ...] = ("owner", "admin", "member", "outcast")
+
+
+class StoreError(Exception):
+    """The store cannot be used; ``str()`` is one line for an operator, without secrets."""
+
+
+@dataclass(frozen=True)
+class HistoryRecord:
+    """One groupchat message as the room sent it.
+
+    ``stanza_id`` is the id the room gave the message (XEP-0359 ``<stanza-id by=room>``), unique
+    per room: the archive (XEP-0313) pages by it, and appending the same id twice keeps the
+    first. ``timestamp`` is seconds since the epoch, when the room received it; the archive
+    queries ranges of it. ``xml`` is the message stanza as broadcast, so history replays it
+    unchanged. ``sender`` is the sender's bare JID, kept for the archive's ``with`` filter and
+    for moderation, even in semi-anonymous rooms (it is never sent from here).
+    """
+
+    stanza_id: str
+    timestamp: float
+    nick: str
+    sender: str
+    xml: str
+    occupant_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RoomRecord:
+    """A room as stored: what a restarted process needs to serve it again.
+
+    ``jid`` is the bare room JID, the room's identity. ``config`` is the room's settings (the
+    owner form's values), opaque here and JSON-able. ``name`` and ``public`` are settings too,
+    kept beside ``config`` because the service's room list (disco#items) is a query on them.
+    ``affiliations`` maps bare user JIDs to an affiliation. ``history`` is the last messages,
+    oldest first, as many as :meth:`IRoomStore.load_room` was asked for. ``created`` is when
+    the room was first saved (seconds since the epoch), kept by later saves.
+    """
+
+    jid: str
+    config: Mapping[str, Any] = field(default_factory=dict)
+    name: str = ""
+    public: bool = True
+    subject: str = ""
+    subject_nick: str = ""
+    created: float = 0.0
+    affiliations: Mapping[str, str] = field(default_factory=dict)
+    history: tuple[HistoryRecord, ...] = ()
+
+
+class IRoomStore(Interface):
+    """Persistent rooms: one implementation on SQL (SQLite, PostgreSQL), one in memory for tests.
+
+    Writes are ordered: they reach the database in the order they were made (a delete made
+    after a save stays after it), but the caller never waits for them.
+    """
+
+    pending_writes = Attribute("Writes made and not yet in the database (an int).")
+    dropped_writes = Attribute(
+        "Writes given up since the store was built (an int): dropped past the pending bound "
+        "while the database was away, or refused by the database as invalid. Each is logged."
+    )
+
+    def open() -> Deferred[None]:
+        """Connect and bring the schema up to date.
+
+        Fails with :class:`StoreError` (one line, no password) when the database cannot be
+        reached or its schema is newer than this code.
+        """
+
+    def close() -> Deferred[None]:
+        """Write what is pending (for a bounded time), then disconnect."""
+
+    def flush() -> Deferred[None]:
+        """Fire once every write made before this call is in the database, or given up on
+        (and counted in ``dropped_writes``). While the database is away, it waits."""
+
+    def load_room(jid: str, history: int) -> Deferred[RoomRecord | None]:  # noqa: N805
+        """The room saved as ``jid`` with its last ``history`` messages, or None."""
+
+    def room_jids() -> Deferred[list[str]]:
+        """Every stored room's JID, sorted: the rooms a process may be asked to serve."""
+
+    def public_rooms() -> Deferred[list[tuple[str, str]]]:
+        """``(jid, name)`` of the rooms saved as public, sorted by JID: disco#items."""
+
+    def save_room(
+        jid: str,  # noqa: N805
+        config: Mapping[str, Any],
+        *,
+        name: str,
+        public: bool,
+        subject: str,
+        subject_nick: str,
+    ) -> None:
+        """Insert or replace the room's settings and subject (not its affiliations or history).
+
+        Several saves of a room before the first reaches the database are written once.
+        """
+
+    def set_affiliation(room: str, user: str, affiliation: str) -> None:  # noqa: N805
+        """Give ``user`` (a bare JID) ``affiliation`` in ``room``; ``"none"`` removes it."""
+
+    def append_message(room: str, message: HistoryRecord, keep: int | None) -> None:  # noqa: N805
+        """Add ``message`` to the room's messages, then keep only its last ``keep`` of them.
+
+        ``keep=None`` keeps every message: a room whose messages are archived (XEP-0313) uses
+        the same table, and its history is just the last rows of it. ``keep=0`` keeps none.
+        """
+
+    def delete_room(jid: str) -> None:  # noqa: N805
+        """Remove the room, its affiliations and its messages."""
+
+
+def check_affiliation(affiliation: str) -> None:
+    """Refuse at the call, not in the database thread later where nobody could act on it."""
+    if affiliation != "none" and affiliation not in AFFILIATIONS:
+        raise ValueError(f"not an affiliation: {affiliation!r}")

@@ -1,0 +1,238 @@
+"""The room store on SQL, through ``twisted.enterprise.adbapi``: SQLite or PostgreSQL.
+
+Queries run in adbapi's threads, never in the reactor's. Writes go through a
+:class:`~mucauth.store.writes.WriteQueue`; what the reactor pays per write is building a tuple
+(and, for a save, encoding the settings as JSON, so that a value JSON cannot hold fails at the
+caller, not later in a thread). Reads wait for the writes made before them, so a room saved and
+then loaded is loaded as saved (and a read while the database is away waits for it, as those
+writes do: callers that must answer in time add their own timeout).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from twisted.enterprise import adbapi
+from twisted.internet.defer import Deferred, fail, inlineCallbacks
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from mucauth.store.base import (
+    HistoryRecord,
+    IRoomStore,
+    RoomRecord,
+    StoreError,
+    check_affiliation,
+)
+from mucauth.store.dialects import Database
+from mucauth.store.migrations import LATEST, migrate
+from mucauth.store.queries import load_room, select_column, select_rows, write_batch
+from mucauth.store.writes import Write, WriteQueue
+
+__all__ = ["SQLRoomStore"]
+
+
+class _Connection(adbapi.Connection):
+    """adbapi's connection wrapper, quiet about a connection that died.
+
+    adbapi logs two tracebacks for each failed rollback, every retry while the database is
+    away. Here a connection whose rollback fails (or that its driver calls broken) is dropped
+    and the original error goes on to the write queue, which logs one line and retries; the next
+    interaction connects afresh, which is how the store comes back with the database.
+    """
+
+    def rollback(self) -> None:
+        connection = self._connection
+        try:
+            connection.rollback()
+        except Exception:
+            self._pool.disconnect(connection)
+            return
+        if getattr(connection, "broken", False):
+            self._pool.disconnect(connection)
+
+
+class _Pool(adbapi.ConnectionPool):  # type: ignore[misc]
+    connectionFactory = _Connection
+
+
+@implementer(IRoomStore)
+class SQLRoomStore:
+    log = Logger()
+
+    def __init__(
+        self,
+        database: Database,
+        reactor: Any = None,
+        *,
+        max_pending_writes: int = 50_000,
+        close_timeout: float = 10.0,
+        retry_first: float = 0.5,
+        retry_max: float = 30.0,
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+
+            reactor = default_reactor
+        self.database = database
+        self._reactor = reactor
+        self._close_timeout = close_timeout
+        self._pool: _Pool | None = None
+        self._writes = WriteQueue(
+            self._write_batch,
+            reactor,
+            max_pending=max_pending_writes,
+            is_transient=lambda f: database.is_transient(f.value),
+            describe=lambda f: database.describe(f.value),
+            where=database.where,
+            retry_first=retry_first,
+            retry_max=retry_max,
+        )
+
+    @property
+    def pending_writes(self) -> int:
+        return self._writes.pending
+
+    @property
+    def dropped_writes(self) -> int:
+        return self._writes.dropped
+
+    @property
+    def batches_written(self) -> int:
+        return self._writes.batches
+
+    # -- life cycle --------------------------------------------------------------------------
+
+    @inlineCallbacks
+    def open(self) -> Any:
+        args, options = self.database.pool_arguments()
+        pool = _Pool(self.database.module, *args, cp_reactor=self._reactor, **options)
+        try:
+            found = yield pool.runInteraction(migrate, self.database)
+        except StoreError:
+            pool.close()
+            raise
+        except Exception as e:
+            pool.close()
+            raise StoreError(
+                f"cannot open the room store {self.database.where}: {self.database.describe(e)}"
+            ) from None
+        self._pool = pool
+        if found != LATEST:
+            self.log.info(
+                "room store {store}: schema migrated from version {found} to {latest}",
+                store=self.database.where,
+                found=found,
+                latest=LATEST,
+            )
+
+    @inlineCallbacks
+    def close(self) -> Any:
+        pending = self._writes.flush()
+        pending.addTimeout(self._close_timeout, self._reactor)
+        try:
+            yield pending
+        except Exception:
+            self.log.error(
+                "room store {store}: closing with {count} writes not saved "
+                "(the database did not take them within {timeout} s)",
+                store=self.database.where,
+                count=self._writes.pending,
+                timeout=self._close_timeout,
+            )
+        self._writes.stop()
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            pool.close()
+
+    def flush(self) -> Deferred[None]:
+        return self._writes.flush()
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def load_room(self, jid: str, history: int) -> Deferred[RoomRecord | None]:
+        return self._read(load_room, jid, history)
+
+    def room_jids(self) -> Deferred[list[str]]:
+        return self._read(select_column, "SELECT jid FROM rooms ORDER BY jid")
+
+    def public_rooms(self) -> Deferred[list[tuple[str, str]]]:
+        return self._read(select_rows, "SELECT jid, name FROM rooms WHERE is_public ORDER BY jid")
+
+    def _read(self, interaction: Any, *args: Any) -> Deferred[Any]:
+        pool = self._pool
+        if pool is None:
+            return fail(StoreError("the room store is not open"))
+        d = self._writes.flush()
+        d.addCallback(lambda _: pool.runInteraction(interaction, self.database, *args))
+        d.addErrback(self._read_again, pool, interaction, args, pool.max)
+        d.addErrback(self._read_failed)
+        return d
+
+    def _read_again(
+        self,
+        failure: Failure,
+        pool: _Pool,
+        interaction: Any,
+        args: tuple[Any, ...],
+        left: int,
+    ) -> Any:
+        """Again on another connection: after a server restart each pooled connection (one per
+        pool thread) fails once before it is dropped, and a read must not fail for that while the
+        server is back. So a transient error is retried as many times as the pool has
+        connections."""
+        error = failure.value
+        if left <= 0 or not isinstance(error, Exception) or not self.database.is_transient(error):
+            return failure
+        d = pool.runInteraction(interaction, self.database, *args)
+        d.addErrback(self._read_again, pool, interaction, args, left - 1)
+        return d
+
+    def _read_failed(self, failure: Failure) -> Failure:
+        if failure.check(StoreError):
+            return failure
+        error = failure.value
+        assert isinstance(error, BaseException)
+        return Failure(
+            StoreError(
+                f"reading the room store {self.database.where} failed: "
+                f"{self.database.describe(error)}"
+            )
+        )
+
+    # -- writes: queued here, written by _write_batch ------------------------------------------
+
+    def save_room(
+        self,
+        jid: str,
+        config: Mapping[str, Any],
+        *,
+        name: str,
+        public: bool,
+        subject: str,
+        subject_nick: str,
+    ) -> None:
+        encoded = json.dumps(dict(config), separators=(",", ":"), sort_keys=True)
+        now = self._reactor.seconds()
+        self._writes.add("save", jid, (encoded, name, bool(public), subject, subject_nick, now))
+
+    def set_affiliation(self, room: str, user: str, affiliation: str) -> None:
+        check_affiliation(affiliation)
+        self._writes.add("affiliation", room, (user, affiliation))
+
+    def append_message(self, room: str, message: HistoryRecord, keep: int | None) -> None:
+        if keep is not None and keep < 0:
+            raise ValueError(f"keep must be 0 or more, or None, not {keep}")
+        self._writes.add("message", room, (message, keep))
+
+    def delete_room(self, jid: str) -> None:
+        self._writes.add("delete", jid, None)
+
+    def _write_batch(self, batch: Sequence[Write]) -> Deferred[None]:
+        pool = self._pool
+        if pool is None:
+            return fail(StoreError("the room store is not open"))
+        return pool.runInteraction(write_batch, self.database, batch)
