@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 VENV=${MUCAUTH_VENV:-.venv}
-APT_PACKAGES="prosody ejabberd python3-venv"
+APT_PACKAGES="prosody ejabberd postgresql python3-venv"
 
 as_root() {
     if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi

@@ -195,7 +195,12 @@ async def start_mucauth(
     url: str,
     http_options: dict[str, str],
     pool_size: int,
+    *,
+    sections: dict[str, dict[str, str]] | None = None,
+    writer: str = "bench/joins.py",
 ) -> Process:
+    """One ``twistd mucauth`` on ``service``, connected and checked (``check_gate``);
+    ``sections`` are more tap.conf sections (``{"storage": {...}}``)."""
     config = write_tap_conf(
         bench_dir / f"{service}.tap.conf",
         jid=service,
@@ -204,8 +209,9 @@ async def start_mucauth(
         secret=prosody.component_secret,
         url=url,
         http_options={"timeout": "5", "pool_size": str(pool_size), **http_options},
+        sections=sections,
         log_level="warn",
-        writer="bench/joins.py",
+        writer=writer,
     )
     process = children.spawn(
         f"mucauth ({service})", mucauth_command(config), bench_dir / f"{service}.log", bench_dir

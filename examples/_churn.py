@@ -22,7 +22,7 @@ from wokkel.test.helpers import TestableStreamManager
 from mucauth.authorize.base import IJoinAuthorizer, StaticAuthorizer
 from mucauth.muc.room import Room
 from mucauth.muc.service import MUCService
-from mucauth.settings import MUCSettings
+from mucauth.settings import MUCSettings, RoomDefaults
 
 SERVICE = "rooms.example.org"
 NS = "jabber:component:accept"
@@ -53,7 +53,8 @@ def make_service(
     if authorizer is None:
         allowed = frozenset(u.split("/")[0] for u in users(user_count))
         authorizer = StaticAuthorizer(allowed)
-    service = MUCService(authorizer, MUCSettings(history_size=5), clock=clock or Clock())
+    settings = MUCSettings(rooms=RoomDefaults(history_length=5))
+    service = MUCService(authorizer, settings, clock=clock or Clock())
     manager = TestableStreamManager()
     service.setHandlerParent(manager)
     return service, manager

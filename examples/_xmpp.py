@@ -505,6 +505,32 @@ class XMPPClient:
 
         return self._call(wait(), timeout)
 
+    def wait_stanza(
+        self,
+        sender: str,
+        name: str = "message",
+        kind: str | None = None,
+        timeout: float | None = None,
+    ) -> str:
+        """The next ``name`` stanza (message or presence) from ``sender`` (a bare JID: any of
+        its resources), of type ``kind`` if given, as XML: for the stanzas the helpers above
+        leave out (invitations, forms, errors to a message)."""
+        timeout = timeout or self.timeout
+        wanted_class = Message if name == "message" else Presence
+
+        def wanted(s: Any) -> bool:
+            return (
+                isinstance(s, wanted_class)
+                and s["from"].bare == JID(sender).bare
+                and (kind is None or s["type"] == kind)
+            )
+
+        async def wait() -> str:
+            stanza = await self._take(wanted, timeout, 0, f"a {name} from {sender}")
+            return str(stanza)
+
+        return self._call(wait(), timeout)
+
     async def _take(
         self, predicate: Callable[[Any], bool], timeout: float, since: int, what: str
     ) -> Presence | Message:

@@ -22,8 +22,9 @@ This service answers from a JSON rules file::
 The first rule whose ``user`` and ``room`` match decides. ``user`` is a bare JID or ``*``;
 ``room`` is a room name (the local part, on any MUC service), a full room JID or ``*``;
 ``allow`` defaults to true; ``nicks`` (a string or a list), when given, is the only nicknames the
-user may take; ``reason`` is the refusal text. A request no rule matches is refused with
-``default_reason``.
+user may take; ``reason`` is the refusal text; ``affiliation`` and ``role``, when given, go
+with a yes as mucauth's extension of the answer (the joiner's standing in the room). A request
+no rule matches is refused with ``default_reason``.
 
 Run it::
 
@@ -60,7 +61,22 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 
 log = Logger(namespace="auth_service")
 
-RULE_KEYS = {"user", "room", "allow", "nicks", "reason", "answer", "delay"}
+RULE_KEYS = {
+    "user",
+    "room",
+    "allow",
+    "nicks",
+    "reason",
+    "answer",
+    "delay",
+    "affiliation",
+    "role",
+}
+# mucauth's extension of the answer: the joiner's standing, sent with a yes.
+STANDING = {
+    "affiliation": ("owner", "admin", "member", "none"),
+    "role": ("moderator", "participant", "visitor"),
+}
 
 
 class RulesError(Exception):
@@ -76,6 +92,8 @@ class Rule:
     reason: str = ""
     answer: str | None = None  # a test misbehaviour (--test-answers only)
     delay: float = 5.0  # seconds, for the "slow" answer
+    affiliation: str | None = None  # sent with a yes: the joiner's affiliation in the room
+    role: str | None = None  # sent with a yes: the joiner's role
 
     def matches(self, user: str, room: str) -> bool:
         if self.user not in ("*", user):
@@ -147,6 +165,9 @@ def load_rules(path: Path, *, test_answers: bool = False) -> Rules:
                 raise RulesError(
                     f"{where}: answer: {answer!r} is not one of {', '.join(sorted(TEST_ANSWERS))}"
                 )
+        for key, allowed_values in STANDING.items():
+            if raw.get(key) is not None and raw[key] not in allowed_values:
+                raise RulesError(f"{where}: {key}: expected one of {', '.join(allowed_values)}")
         delay = raw.get("delay", 5.0)
         if not isinstance(delay, int | float) or delay < 0:
             raise RulesError(f"{where}: delay: expected a number of seconds")
@@ -159,6 +180,8 @@ def load_rules(path: Path, *, test_answers: bool = False) -> Rules:
                 reason=str(raw.get("reason", "")),
                 answer=answer,
                 delay=float(delay),
+                affiliation=raw.get("affiliation"),
+                role=raw.get("role"),
             )
         )
     return Rules(tuple(rules), default_reason)
@@ -230,7 +253,7 @@ class JoinResource(Resource):
             user=user, room=room, nick=nick,
             outcome="allowed" if allowed else "refused", why=f" ({reason})" if reason else "",
         )  # fmt: skip
-        return answer(request, allowed, reason)
+        return answer(request, allowed, reason, rule)
 
     def check_authorization(self, request: Request) -> str:
         """ "ok", "missing" or "wrong". Compared in constant time; the token is never logged."""
@@ -243,9 +266,14 @@ class JoinResource(Resource):
         return "ok" if hmac.compare_digest(given, expected) else "wrong"
 
 
-def answer(request: Request, allowed: bool, reason: str) -> bytes:
+def answer(request: Request, allowed: bool, reason: str, rule: Rule | None = None) -> bytes:
     if allowed:
-        return json_body(request, 200, {"allowed": True})
+        body: dict[str, Any] = {"allowed": True}
+        if rule is not None:
+            for key in STANDING:
+                if getattr(rule, key) is not None:
+                    body[key] = getattr(rule, key)
+        return json_body(request, 200, body)
     return json_body(request, 200, {"allowed": False, "error": reason})
 
 
@@ -325,7 +353,7 @@ def _slow(request: Request, rule: Rule, allowed: bool, reason: str) -> int:
     """Answer correctly, but only after rule.delay seconds."""
 
     def later() -> None:
-        request.write(answer(request, allowed, reason))
+        request.write(answer(request, allowed, reason, rule))
         request.finish()
 
     call = reactor.callLater(rule.delay, later)  # type: ignore[attr-defined]
@@ -358,6 +386,11 @@ def _redirect(request: Request, rule: Rule, allowed: bool, reason: str) -> bytes
 def _string_false(request: Request, rule: Rule, allowed: bool, reason: str) -> bytes:
     """A truthy string: only the JSON value true admits."""
     return json_body(request, 200, {"allowed": "false"})
+
+
+def _bad_affiliation(request: Request, rule: Rule, allowed: bool, reason: str) -> bytes:
+    """A yes with an affiliation outside the contract: mucauth must refuse it as a bad answer."""
+    return json_body(request, 200, {"allowed": True, "affiliation": "emperor"})
 
 
 def _not_json(request: Request, rule: Rule, allowed: bool, reason: str) -> bytes:
@@ -419,6 +452,7 @@ TEST_ANSWERS: dict[str, Callable[[Request, Rule, bool, str], bytes | int]] = {
     "500": _server_error,
     "redirect": _redirect,
     "string-false": _string_false,
+    "bad-affiliation": _bad_affiliation,
     "not-json": _not_json,
     "true-body": _true_body,
     "empty": _empty,

@@ -21,7 +21,7 @@ from zope.interface import implementer
 from mucauth.authorize import Decision, IJoinAuthorizer, JoinRequest
 from mucauth.link import ComponentLink
 from mucauth.muc.service import MUCService
-from mucauth.settings import ComponentSettings, MUCSettings, Secret
+from mucauth.settings import ComponentSettings, MUCSettings, RoomDefaults, Secret
 
 
 @implementer(IJoinAuthorizer)
@@ -47,7 +47,7 @@ link = ComponentLink(
 )
 muc = MUCService(
     SameDomainAuthorizer(os.environ.get("MUCAUTH_USER_DOMAIN", "localhost")),
-    MUCSettings(service_name="Team rooms", history_size=50),
+    MUCSettings(service_name="Team rooms", rooms=RoomDefaults(history_length=50)),
 )
 muc.setHandlerParent(link)
 

@@ -25,6 +25,7 @@ from twisted.words.protocols.jabber.xmpp_stringprep import nameprep, nodeprep
 
 from mucauth.conditions import ERROR_TYPES, RFC6120_CONDITIONS
 from mucauth.settings import (
+    ALLOW_PM,
     ComponentSettings,
     ErrorCondition,
     HTTPAuthSettings,
@@ -32,9 +33,11 @@ from mucauth.settings import (
     MetricsSettings,
     MUCSettings,
     RefusalSettings,
+    RoomDefaults,
     RoomScope,
     Secret,
     Settings,
+    StorageSettings,
 )
 from mucauth.tls import CAFileError, load_ca_certificates
 
@@ -56,6 +59,14 @@ PROSODY_PREFIX = "muc_http_auth_"
 # in tap.conf should be inherited, so the default section gets a name no INI file can contain.
 _NO_DEFAULT_SECTION = "\0"
 
+# [muc] keys of earlier versions that are [rooms] defaults now: still read, from either place.
+OLD_ROOM_KEYS = {
+    "public_rooms": "public",
+    "non_anonymous": "non_anonymous",
+    "history_size": "history_length",
+    "max_occupants": "max_users",
+}
+
 SECTIONS: Mapping[str, frozenset[str]] = {
     "component": frozenset({"jid", "host", "port", "secret", "secret_file", "reconnect_max_delay"}),
     "muc_http_auth": frozenset(
@@ -76,13 +87,18 @@ SECTIONS: Mapping[str, frozenset[str]] = {
             "cache_ttl",
         }
     ),
-    "muc": frozenset(f.name for f in dataclasses.fields(MUCSettings)),
+    "muc": frozenset(f.name for f in dataclasses.fields(MUCSettings) if f.name != "rooms")
+    | frozenset(OLD_ROOM_KEYS),
+    "rooms": frozenset(f.name for f in dataclasses.fields(RoomDefaults)),
     "log": frozenset({"level", "format"}),
     "metrics": frozenset({"port", "interface"}),
+    "storage": frozenset(
+        {"enabled", "path", "url", "password_file", "pool_size", "max_pending_writes"}
+    ),
 }
 _REQUIREDSECTIONS = ("component", "muc_http_auth")
 
-# Lower bounds for [muc] integers; a field missing here may be zero or more.
+# Lower bounds for [muc] and [rooms] integers; a field missing here may be zero or more.
 _MUC_MINIMUM = {
     "max_nick_length": 1,
     "max_room_name_length": 1,
@@ -264,6 +280,7 @@ class _Reader:
             refusal=self._refusal(http_auth),
             log=self._log(self.section("log")),
             metrics=self._metrics(self.section("metrics")),
+            storage=self._storage(self.section("storage")),
         )
 
     def _check_names(self) -> None:
@@ -354,8 +371,31 @@ class _Reader:
     def _muc(self, s: _Section) -> MUCSettings:
         values: dict[str, Any] = {}
         for f in dataclasses.fields(MUCSettings):
-            values[f.name] = s.get(f.name, _converter_for(f), _default_of(f))
-        return MUCSettings(**values)
+            if f.name != "rooms":
+                values[f.name] = s.get(f.name, _converter_for(f), _default_of(f))
+        return MUCSettings(**values, rooms=self._rooms(self.section("rooms"), s))
+
+    def _rooms(self, s: _Section, muc: _Section) -> RoomDefaults:
+        fields = {f.name: f for f in dataclasses.fields(RoomDefaults)}
+        values: dict[str, Any] = {}
+        for old, name in OLD_ROOM_KEYS.items():
+            if muc.raw(old) is None:
+                continue
+            if s.raw(name) is not None:
+                muc.fail(old, f"same setting as [rooms] {name}: set only one of them")
+            values[name] = muc.get(old, _converter_for(fields[name]), _default_of(fields[name]))
+        for name, f in fields.items():
+            convert = _choice(ALLOW_PM) if name == "allow_pm" else _converter_for(f)
+            values.setdefault(name, s.get(name, convert, _default_of(f)))
+        rooms = RoomDefaults(**values)
+        if rooms.history_length > rooms.max_history_length:
+            key = "history_length" if s.raw("history_length") is not None else "max_history_length"
+            s.fail(
+                key,
+                f"history_length ({rooms.history_length}) is more than max_history_length"
+                f" ({rooms.max_history_length})",
+            )
+        return rooms
 
     def _log(self, s: _Section) -> LogSettings:
         defaults = _defaults(LogSettings)
@@ -369,6 +409,34 @@ class _Reader:
         return MetricsSettings(
             port=s.get("port", _port, defaults["port"]),
             interface=s.get("interface", _ip_address, defaults["interface"]),
+        )
+
+    def _storage(self, s: _Section) -> StorageSettings:
+        defaults = _defaults(StorageSettings)
+        enabled = s.get("enabled", _boolean, defaults["enabled"])
+        if not enabled:
+            for key in ("path", "url", "password_file"):
+                if s.raw(key) is not None:
+                    s.fail(key, "enabled = no keeps no store: remove this key or the enabled line")
+        url = s.get("url", _database_url, None)
+        if url is not None and s.raw("path") is not None:
+            s.fail("url", "set either path (SQLite) or url (PostgreSQL), not both")
+        password = None
+        if s.raw("password_file") is not None:
+            if url is None:
+                s.fail("password_file", "only for a PostgreSQL url")
+            if urlsplit(url).password is not None:
+                s.fail("password_file", "url has a password already: set only one of them")
+            password = Secret(s._read_secret_file("password_file", s.raw("password_file") or ""))
+        return StorageSettings(
+            enabled=enabled,
+            path=s.get("path", _text, defaults["path"]),
+            url=url,
+            password=password,
+            pool_size=s.get("pool_size", _integer_at_least(1), defaults["pool_size"]),
+            max_pending_writes=s.get(
+                "max_pending_writes", _integer_at_least(1), defaults["max_pending_writes"]
+            ),
         )
 
 
@@ -388,7 +456,7 @@ def _defaults(cls: type) -> dict[str, Any]:
 
 
 def _converter_for(f: dataclasses.Field[Any]) -> Callable[[str], Any]:
-    """[muc] is read by field type, so a new MUCSettings field is configurable at once."""
+    """[muc] and [rooms] are read by field type, so a new field is configurable at once."""
     kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
     if kind == "bool":
         return _boolean
@@ -513,6 +581,22 @@ def _http_url(value: str) -> str:
         raise _InvalidValueError("has no host name")
     if any(c.isspace() for c in value):
         raise _InvalidValueError("must not contain spaces")
+    return value
+
+
+def _database_url(value: str) -> str:
+    # Like _http_url: the URL may hold a password, so it is described, never quoted.
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018  (raises ValueError on a bad port)
+    except ValueError:
+        raise _InvalidValueError("not a valid URL") from None
+    if parts.scheme.lower() not in ("postgresql", "postgres"):
+        raise _InvalidValueError("must start with postgresql:// (for SQLite, set path instead)")
+    if any(c.isspace() for c in value):
+        raise _InvalidValueError("must not contain spaces")
+    if not parts.path.strip("/"):
+        raise _InvalidValueError("names no database (postgresql://user@host:port/database)")
     return value
 
 

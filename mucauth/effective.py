@@ -92,4 +92,6 @@ def describe_settings(settings: Settings) -> dict[str, dict[str, Any]]:
         described.setdefault(_SECTIONS.get(f.name, f.name), {}).update(
             _plain(getattr(settings, f.name))
         )
+    # MUCSettings carries the [rooms] defaults to the service; in tap.conf they are a section.
+    described["rooms"] = described["muc"].pop("rooms")
     return described

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 from twisted.application.internet import TCPServer
@@ -48,6 +48,7 @@ from mucauth.settings import MetricsSettings
 if TYPE_CHECKING:
     from mucauth.authorize.gate import Gate
     from mucauth.muc.service import MUCService
+    from mucauth.store import IRoomStore
 
 __all__ = ["LATENCY_BUCKETS", "LinkMetrics", "Metrics", "MetricsServer", "metrics_site"]
 
@@ -76,6 +77,7 @@ class Metrics:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         self._muc: MUCService | None = None
         self._gate: Gate | None = None
+        self._store: IRoomStore | None = None
         self._links: list[LinkMetrics] = []
         self._decisions = Counter(
             "mucauth_join_decisions",
@@ -130,12 +132,21 @@ class Metrics:
 
     # -- hooks for the parts of mucauth
 
-    def watch(self, *, muc: MUCService | None = None, gate: Gate | None = None) -> None:
-        """Read rooms, occupants and pending checks from ``muc``, HTTP state from ``gate``."""
+    def watch(
+        self,
+        *,
+        muc: MUCService | None = None,
+        gate: Gate | None = None,
+        store: IRoomStore | None = None,
+    ) -> None:
+        """Read rooms, occupants and pending checks from ``muc``, HTTP state from ``gate``,
+        the write queue from ``store``."""
         if muc is not None:
             self._muc = muc
         if gate is not None:
             self._gate = gate
+        if store is not None:
+            self._store = store
 
     def decision(self, request: JoinRequest, decision: Decision) -> None:
         """One decision the MUC service acted on (``MUCService(on_decision=...)``)."""
@@ -205,6 +216,23 @@ class Metrics:
             "mucauth_http_connections_open",
             "Connections to the authorization service open now, busy or idle.",
             gate.http.open_connections if gate is not None else 0,
+        )
+        store = self._store
+        yield _gauge(
+            "mucauth_rooms_loading",
+            "Rooms being read back from the room store now (stanzas to them wait).",
+            muc.rooms_loading if muc is not None else 0,
+        )
+        # Only the SQL store queues writes; an embedder's or the in-memory one reports zero.
+        yield _gauge(
+            "mucauth_store_writes_pending",
+            "Writes to the room store not yet committed (waiting, or the database is away).",
+            getattr(store, "pending_writes", 0),
+        )
+        yield CounterMetricFamily(
+            "mucauth_store_writes_dropped",
+            "Messages of a room's history dropped because too many writes were waiting.",
+            value=getattr(store, "dropped_writes", 0),
         )
         yield _gauge(
             "mucauth_component_link_up",

@@ -93,15 +93,33 @@ class RefusalSettings:
     show_reason: bool = False  # send the service's "error" text to the user
 
 
+ALLOW_PM = ("anyone", "participants", "moderators", "none")
+
+
+@dataclass(frozen=True)
+class RoomDefaults:
+    """What a new room starts with ([rooms] in tap.conf); its owner may change each of them
+    in the room's configuration form (muc#roomconfig), except ``max_history_length``."""
+
+    persistent: bool = False  # kept in the store when empty and across restarts
+    public: bool = True  # listed in disco#items
+    non_anonymous: bool = False  # True: every occupant sees real JIDs (status 100)
+    history_length: int = 20  # messages kept and sent on join
+    max_history_length: int = 100  # the most an owner may set history_length to
+    max_users: int = 0  # occupants at most; 0 = unlimited
+    change_subject: bool = False  # occupants, not only moderators, may change the subject
+    allow_pm: str = "anyone"  # who may send private messages: one of ALLOW_PM
+    logging: bool = False  # messages archived (XEP-0313): kept for the archive
+    members_only: bool = False  # only members, admins and owners may enter
+    moderated: bool = False  # occupants without an affiliation join without voice
+    allow_invites: bool = True  # occupants, not only moderators, may invite others
+
+
 @dataclass(frozen=True)
 class MUCSettings:
     service_name: str = "Chatrooms"
-    history_size: int = 20  # messages kept per room and sent on join
-    public_rooms: bool = True  # new rooms are listed in disco#items
-    non_anonymous: bool = False  # True: every occupant sees real JIDs (status 100)
     max_nick_length: int = 64  # characters, after resourceprep
     max_room_name_length: int = 64  # characters of the node part
-    max_occupants: int = 0  # per room; 0 = unlimited
     # Joins waiting for a decision (queued for a free check, or being checked): beyond these
     # a join is refused wait/resource-constraint. Bounds against abuse, far above normal use:
     # a user entering 50 bookmarked rooms at login, every user at once after a restart.
@@ -109,6 +127,15 @@ class MUCSettings:
     max_pending_per_user: int = 200  # per bare JID
     queue_timeout: float = 30.0  # seconds a join may wait for a free check before refusal
     gate_nick_change: bool = True  # ask the gate again when an occupant changes nick
+    # An occupant's session that has sent nothing for ping_after seconds is asked whether it
+    # is still there (XEP-0199 ping), so no occupant outlives its session when its server
+    # never tells the room it went away; 0 turns the check off. No answer within ping_timeout
+    # (longer than servers keep a mobile session waiting to resume) removes it, status 333.
+    ping_after: float = 900.0
+    ping_timeout: float = 900.0
+    # Seconds a stanza to a stored room waits for the room to be read from the store.
+    load_timeout: float = 10.0
+    rooms: RoomDefaults = field(default_factory=RoomDefaults)
 
 
 @dataclass(frozen=True)
@@ -124,6 +151,31 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True)
+class StorageSettings:
+    """Where rooms that last are kept: a SQLite file, or a PostgreSQL server when ``url`` is set.
+
+    ``path`` is relative to the working directory of the process (twistd's, unless
+    ``--rundir``). ``password`` comes from ``password_file``; a password written in ``url`` is
+    used as it is. Both are kept out of logs and messages.
+    """
+
+    # False: no store at all; every room lives in memory only, a persistent one until the
+    # process stops (for a deployment that wants no database, and for the bench's baseline).
+    enabled: bool = True
+    path: str = "mucauth.sqlite"
+    url: str | None = None
+    password: Secret | None = None
+    pool_size: int = 4  # PostgreSQL connections per process
+    # Writes waiting for the database (while it is slow or away) before the oldest waiting
+    # messages are dropped; room settings and affiliations are never dropped for this.
+    max_pending_writes: int = 50_000
+
+    @property
+    def kind(self) -> Literal["sqlite", "postgresql"]:
+        return "sqlite" if self.url is None else "postgresql"
+
+
+@dataclass(frozen=True)
 class Settings:
     component: ComponentSettings
     http_auth: HTTPAuthSettings
@@ -131,3 +183,4 @@ class Settings:
     refusal: RefusalSettings = field(default_factory=RefusalSettings)
     log: LogSettings = field(default_factory=LogSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)

@@ -31,6 +31,7 @@ RULES: dict[str, Any] = {
         {"user": "alice@localhost", "room": "*"},
         {"user": "bob@localhost", "room": "lobby@rooms.localhost", "nicks": ["bob"]},
         {"user": "*", "room": "slow", "answer": "slow", "delay": 1.0},
+        {"user": "*", "room": "slow-member", "answer": "slow", "delay": 0, "role": "visitor"},
         {"user": "*", "room": "err500", "answer": "500"},
         {"user": "*", "room": "redirect", "answer": "redirect"},
         {"user": "*", "room": "string-false", "answer": "string-false"},
@@ -38,6 +39,9 @@ RULES: dict[str, Any] = {
         {"user": "*", "room": "true-body", "answer": "true-body"},
         {"user": "*", "room": "empty", "answer": "empty"},
         {"user": "*", "room": "huge", "answer": "huge"},
+        {"user": "carol@localhost", "room": "standing", "affiliation": "admin", "role": "visitor"},
+        {"user": "dave@localhost", "room": "standing", "nicks": "dave", "affiliation": "owner"},
+        {"user": "*", "room": "bad-affiliation", "answer": "bad-affiliation"},
     ],
 }
 
@@ -118,6 +122,12 @@ class RulesFileTests(unittest.TestCase):
         with self.assertRaisesRegex(RulesError, "'teapot' is not one of"):
             self.load({"rules": [{"user": "*", "room": "*", "answer": "teapot"}]}, True)
 
+    def test_a_standing_outside_the_contract_is_an_error(self) -> None:
+        with self.assertRaisesRegex(RulesError, "rule 1: affiliation: expected one of owner"):
+            self.load({"rules": [{"user": "*", "room": "*", "affiliation": "outcast"}]})
+        with self.assertRaisesRegex(RulesError, "rule 1: role: expected one of moderator"):
+            self.load({"rules": [{"user": "*", "room": "*", "role": "owner"}]})
+
     def test_not_json_is_an_error(self) -> None:
         with self.assertRaisesRegex(RulesError, "not JSON"):
             self.load("{rules: ")
@@ -186,6 +196,26 @@ class ServiceTests(ServiceFixture):
         self.assertEqual(
             self.ask("alice@localhost", "staff@rooms.localhost"), (200, b'{"allowed": true}')
         )
+
+    def test_a_yes_carries_the_rule_s_standing(self) -> None:
+        _, body = self.ask("carol@localhost", "standing@rooms.localhost")
+        self.assertEqual(
+            json.loads(body), {"allowed": True, "affiliation": "admin", "role": "visitor"}
+        )
+
+    def test_a_refusal_carries_no_standing(self) -> None:
+        _, body = self.ask("dave@localhost", "standing@rooms.localhost", "eve")
+        self.assertEqual(set(json.loads(body)), {"allowed", "error"})
+        _, body = self.ask("dave@localhost", "standing@rooms.localhost", "dave")
+        self.assertEqual(json.loads(body), {"allowed": True, "affiliation": "owner"})
+
+    def test_a_slow_yes_carries_the_standing_too(self) -> None:
+        _, body = self.ask("x@y", "slow-member@rooms.localhost")
+        self.assertEqual(json.loads(body), {"allowed": True, "role": "visitor"})
+
+    def test_bad_affiliation(self) -> None:
+        _, body = self.ask("carol@localhost", "bad-affiliation@rooms.localhost")
+        self.assertEqual(json.loads(body), {"allowed": True, "affiliation": "emperor"})
 
     def test_refused_with_reason(self) -> None:
         status, body = self.ask("bob@localhost", "staff@rooms.localhost")

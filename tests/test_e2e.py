@@ -288,6 +288,57 @@ class SlowServiceTests(StackTestCase):
             self.assert_refused(waiting.result(10), "wait", "service-unavailable")
 
 
+class GhostAndEarlyRequestTests(StackTestCase):
+    """Issue 19 through the real servers: an error presence ends the session's part in the
+    room, and a request sent right behind a join waits for the join instead of failing."""
+
+    users = ("alice", "bob")
+    stack_options: ClassVar[dict[str, Any]] = {
+        "rules": {
+            "rules": [
+                {"user": "*", "room": "slowjoin", "answer": "slow", "delay": 1.5},
+                {"user": "*", "room": "*"},
+            ]
+        },
+    }
+
+    def test_error_presence_then_offline_leaves_no_ghost(self) -> None:
+        room = self.room("ghost")
+        alice = self.client("alice")
+        bob = self.stack.client("bob")  # a session of its own, which goes offline below
+        self.assert_joined(alice.join(room, "alice"))
+        self.assert_joined(bob.join(room, "bob"))
+        alice.wait_presence(f"{room}/bob", "available")
+        bob.raw(
+            f"<presence type='error' to='{room}/bob'><error type='cancel'>"
+            "<bad-request xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></presence>"
+        )
+        left = alice.wait_presence(f"{room}/bob", "unavailable")
+        self.assertIn(333, left.status_codes, left.xml)
+        bob.disconnect()
+        again = self.stack.client("bob").join(room, "bob")
+        self.assert_joined(again)
+        self.assertNotIn(201, again.status_codes)
+        announced = alice.wait_presence(f"{room}/bob", "available")
+        self.assertNotIn(110, announced.status_codes)
+
+    def test_owner_form_asked_before_the_join_is_decided(self) -> None:
+        room = self.room("slowjoin")
+        alice = self.client("alice")
+        started = time.monotonic()
+        alice.raw(
+            f"<presence to='{room}/alice'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+        )
+        form = alice.iq(
+            f"<iq type='get' to='{room}'><query xmlns='http://jabber.org/protocol/muc#owner'/></iq>"
+        )
+        self.assertIn('type="result"', form, form + "\n" + self.stack.diagnostics())
+        self.assertIn("jabber:x:data", form)
+        self.assertGreater(time.monotonic() - started, 1.2, "answered before the decision")
+        own = alice.wait_presence(f"{room}/alice", "available")
+        self.assertIn(110, own.status_codes)
+
+
 class ServiceDownTests(StackTestCase):
     """Nothing listens at the URL: connection refused, join refused."""
 
@@ -586,4 +637,8 @@ class ComponentLinkOnEjabberdTests(ComponentLinkTests):
 
 
 class ComponentAwayOnEjabberdTests(ComponentAwayTests):
+    server = "ejabberd"
+
+
+class GhostAndEarlyRequestOnEjabberdTests(GhostAndEarlyRequestTests):
     server = "ejabberd"

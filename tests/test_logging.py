@@ -143,7 +143,7 @@ class ConfigurationEventTests(SynchronousTestCase):
         log = JSONLog(self)
         self.start(with_secrets(self))
         [event] = [e for e in log.events() if e.get("mucauth_event") == "configuration"]
-        for section in ("component", "muc_http_auth", "muc", "log", "metrics"):
+        for section in ("component", "muc_http_auth", "muc", "rooms", "log", "metrics", "storage"):
             self.assertIsInstance(event[section], dict, section)
         self.assertEqual(event["component"]["secret"], MASK)
         self.assertEqual(event["component"]["jid"], "rooms.localhost")
@@ -151,7 +151,7 @@ class ConfigurationEventTests(SynchronousTestCase):
         self.assertEqual(event["muc_http_auth"]["url"], "https://***@auth.example.org:8443/muc?***")
         self.assertEqual(event["muc_http_auth"]["deny_condition"], "auth/not-authorized")
         self.assertEqual(event["metrics"], {"port": 9464, "interface": "127.0.0.1"})
-        self.assertEqual(event["muc"]["history_size"], 3)
+        self.assertEqual(event["rooms"]["history_length"], 3)
         for secret in (SECRET, HEADER_SECRET, URL_PASSWORD, QUERY_TOKEN):
             self.assertNotIn(secret, log.text)
 
@@ -162,7 +162,7 @@ class ConfigurationEventTests(SynchronousTestCase):
         self.addCleanup(globalLogPublisher.removeObserver, observer)
         self.start(with_secrets(self))
         [line] = [line for line in buffer.getvalue().splitlines() if "effective configur" in line]
-        self.assertIn("'history_size': 3", line)
+        self.assertIn("'history_length': 3", line)
         self.assertIn("auth.example.org:8443", line)
         for secret in (SECRET, HEADER_SECRET, URL_PASSWORD, QUERY_TOKEN):
             self.assertNotIn(secret, buffer.getvalue())

@@ -30,6 +30,7 @@ from mucauth.settings import (
     RoomScope,
     Secret,
 )
+from mucauth.store import MemoryRoomStore
 from tests.muc.support import ROOM, SERVICE, presence
 from tests.support.gated import GatedMUC, start_policy_server, wait_for
 from tests.support.http_server import AuthServer
@@ -220,6 +221,19 @@ class RegistryTests(SynchronousTestCase):
         )
         self.assertEqual(value, 1)
 
+    def test_the_store_write_queue_is_read_at_scrape_time(self) -> None:
+        class Store:
+            pending_writes = 7
+            dropped_writes = 2
+
+        metrics = Metrics()
+        metrics.watch(store=Store())  # type: ignore[arg-type]
+        registry = metrics.registry
+        self.assertEqual(registry.get_sample_value("mucauth_store_writes_pending"), 7)
+        self.assertEqual(registry.get_sample_value("mucauth_store_writes_dropped_total"), 2)
+        Store.pending_writes = 0
+        self.assertEqual(registry.get_sample_value("mucauth_store_writes_pending"), 0)
+
 
 class WiringTests(SynchronousTestCase):
     """tap.py: metrics exist only when [metrics] port is set, on the configured interface."""
@@ -260,7 +274,9 @@ class WiringTests(SynchronousTestCase):
             metrics=MetricsSettings(port=9464),
             muc=replace(base.muc, max_pending_per_user=1),
         )
-        service = make_service(settings, reactor=MemoryReactorClock())
+        store = MemoryRoomStore()
+        store.open()
+        service = make_service(settings, reactor=MemoryReactorClock(), store=store)
         metrics = service.metrics
         assert metrics is not None
         stub = helpers.XmlStreamStub()
@@ -274,6 +290,10 @@ class WiringTests(SynchronousTestCase):
         self.assertEqual(registry.get_sample_value("mucauth_join_decisions_total", overload), 1)
         self.assertEqual(registry.get_sample_value("mucauth_checks_pending"), 1)
         self.assertEqual(registry.get_sample_value("mucauth_http_checks_in_flight"), 1)
+        # The in-memory store queues no writes; the SQL store's queue is read the same way.
+        self.assertEqual(registry.get_sample_value("mucauth_store_writes_pending"), 0)
+        self.assertEqual(registry.get_sample_value("mucauth_store_writes_dropped_total"), 0)
+        self.assertEqual(registry.get_sample_value("mucauth_rooms_loading"), 0)
 
     def test_the_join_queue_reports_its_length_waits_and_refusals(self) -> None:
         from dataclasses import replace
@@ -288,7 +308,7 @@ class WiringTests(SynchronousTestCase):
             muc=replace(base.muc, max_pending_per_user=3, queue_timeout=30),
         )
         clock = MemoryReactorClock()
-        service = make_service(settings, reactor=clock)
+        service = make_service(settings, reactor=clock, store=None)
         metrics = service.metrics
         assert metrics is not None
         stub = helpers.XmlStreamStub()

@@ -11,14 +11,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
 from twisted.application.service import Application, IService
 from twisted.internet import task
-from twisted.internet.defer import Deferred, succeed
-from twisted.logger import ILogObserver, LogLevel
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.logger import ILogObserver, LogLevel, capturedLogs, formatEvent
 from twisted.python.logfile import LogFile
 from twisted.trial.unittest import SynchronousTestCase
 from wokkel.component import Component
@@ -34,6 +35,7 @@ from mucauth.link import ComponentLink
 from mucauth.log_setup import LogDestinationError, make_log_observer, twistd_json_file
 from mucauth.muc.service import MUCService
 from mucauth.settings import ErrorCondition, LogSettings, MetricsSettings, Settings
+from mucauth.store import MemoryRoomStore, StoreError
 from mucauth.tap import SHUTDOWN_GRACE, MucauthService, Options, make_service, makeService
 from tests.muc.support import error_of, presence
 from tests.support.ports import free_port
@@ -68,7 +70,10 @@ def temp_dir(test: SynchronousTestCase) -> Path:
 
 
 def write_config(test: SynchronousTestCase, text: str, name: str = "tap.conf") -> Path:
+    """The room store goes beside the file, not into the working directory."""
     path = temp_dir(test) / name
+    if "[storage]" not in text:
+        text += f"\n[storage]\npath = {path.parent / 'rooms.sqlite'}\n"
     path.write_text(text)
     return path
 
@@ -122,7 +127,7 @@ class ServiceTreeTests(SynchronousTestCase):
         muc = self.service.muc
         self.assertIsInstance(muc, MUCService)
         self.assertIn(muc, list(self.service.link))
-        self.assertEqual(muc.settings.history_size, 3)
+        self.assertEqual(muc.settings.rooms.history_length, 3)
         self.assertEqual(muc.deny_condition, ErrorCondition("auth", "not-authorized"))
         self.assertEqual(muc.failure_condition, ErrorCondition("wait", "service-unavailable"))
         self.assertTrue(muc.show_reason)
@@ -144,31 +149,61 @@ class ServiceTreeTests(SynchronousTestCase):
 
 
 class ShutdownTests(SynchronousTestCase):
-    def test_occupants_are_told_then_the_link_and_pool_close(self) -> None:
+    def test_occupants_are_told_then_the_link_store_and_pool_close(self) -> None:
         clock = task.Clock()
-        service = make_service(settings(self), reactor=clock)
+        store = MemoryRoomStore()
+        service = make_service(settings(self), reactor=clock, store=store)
         calls: list[str] = []
 
-        def stop_link() -> Deferred[None]:
-            calls.append("link.stop")
-            return succeed(None)
+        def record(name: str) -> Callable[[], Deferred[None]]:
+            def call() -> Deferred[None]:
+                calls.append(name)
+                return succeed(None)
 
-        def close_gate() -> Deferred[None]:
-            calls.append("gate.close")
-            return succeed(None)
+            return call
 
         self.patch(service.muc, "shutdown", lambda: calls.append("muc.shutdown"))
-        self.patch(service.link, "stopService", stop_link)
-        self.patch(service.gate, "close", close_gate)
-        service.running = 1
-        service.link.running = 1
+        self.patch(service.link, "startService", record("link.start"))
+        self.patch(service.link, "stopService", record("link.stop"))
+        self.patch(store, "open", record("store.open"))
+        self.patch(store, "close", record("store.close"))
+        self.patch(service.gate, "close", record("gate.close"))
+        service.startService()
+        self.assertEqual(calls, ["store.open", "link.start"])
+        del calls[:]
         stopped = service.stopService()
         self.assertEqual(calls, ["muc.shutdown"])
         self.assertNoResult(stopped)
-        # The 332 presences get a moment to leave before the link closes.
+        # The 332 presences get a moment to leave before the link closes; the store's last
+        # writes go after the link, the HTTP pool last.
         clock.advance(SHUTDOWN_GRACE)
         self.successResultOf(stopped)
-        self.assertEqual(calls, ["muc.shutdown", "link.stop", "gate.close"])
+        self.assertEqual(calls, ["muc.shutdown", "link.stop", "store.close", "gate.close"])
+
+    def test_the_link_waits_for_the_store(self) -> None:
+        store = MemoryRoomStore()
+        service = make_service(settings(self), reactor=task.Clock(), store=store)
+        opening: Deferred[None] = Deferred()
+        started: list[bool] = []
+        self.patch(store, "open", lambda: opening)
+        self.patch(service.link, "startService", lambda: started.append(True))
+        service.startService()
+        self.assertEqual(started, [])
+        opening.callback(None)
+        self.assertEqual(started, [True])
+
+    def test_a_store_that_cannot_open_leaves_the_link_down(self) -> None:
+        store = MemoryRoomStore()
+        service = make_service(settings(self), reactor=task.Clock(), store=store)
+        started: list[bool] = []
+        self.patch(store, "open", lambda: fail(StoreError("cannot open the room store x: gone")))
+        self.patch(service.link, "startService", lambda: started.append(True))
+        with capturedLogs() as events:
+            service.startService()
+        self.assertEqual(started, [])
+        [event] = [e for e in events if e.get("mucauth_event") == "store_unavailable"]
+        self.assertEqual(event["log_level"], LogLevel.critical)
+        self.assertIn("cannot open the room store x: gone", formatEvent(event))
 
     def test_a_failing_step_does_not_block_the_rest(self) -> None:
         clock = task.Clock()
@@ -217,7 +252,8 @@ class InjectedAuthorizerTests(SynchronousTestCase):
         if metrics:
             base = replace(base, metrics=MetricsSettings(port=9464))
         self.clock = task.Clock()
-        return make_service(base, reactor=self.clock, authorizer=authorizer)
+        # No room store: these tests are about the authorizer, and never open one.
+        return make_service(base, reactor=self.clock, authorizer=authorizer, store=None)
 
     def join(self, service: MucauthService, user: str, room: str) -> Any:
         """Send a join through the component link, as if it had connected; what came back."""
@@ -306,10 +342,12 @@ class StartupHeapTests(SynchronousTestCase):
         options.parseOptions(["--config", str(write_config(self, CONFIG.format(port=5347)))])
         service = makeService(options)
         assert isinstance(service, MucauthService)
+        assert service.store is not None
+        self.patch(service.store, "open", lambda: succeed(None))  # the reactor does not run
         self.assertEqual(self.start(service), ["link.start", "collect", "freeze"])
 
     def test_embedded_service_leaves_the_collector_alone(self) -> None:
-        service = make_service(settings(self), reactor=task.Clock())
+        service = make_service(settings(self), reactor=task.Clock(), store=MemoryRoomStore())
         self.assertEqual(self.start(service), ["link.start"])
 
 
@@ -406,6 +444,40 @@ class TwistdCommandTests(SynchronousTestCase):
             "mucauth: tap.conf: [component] port: not a TCP port (1-65535): 70000\n",
         )
         self.assertFalse((directory / "twistd.pid").exists())
+
+    def test_a_database_that_is_away_exits_1_with_one_line(self) -> None:
+        directory = temp_dir(self)
+        nobody = free_port()
+        (directory / "tap.conf").write_text(
+            CONFIG.format(port=5347)
+            + f"\n[storage]\nurl = postgresql://mucauth:db-S3CRET@127.0.0.1:{nobody}/rooms\n"
+        )
+        result = run_twistd(Path("tap.conf"), directory)
+        self.assertEqual(result.returncode, 1)
+        output = result.stdout + result.stderr
+        self.assertNotIn("Traceback", output)
+        self.assertNotIn("db-S3CRET", output)
+        self.assertEqual(result.stdout, "")
+        [line] = result.stderr.splitlines()
+        self.assertTrue(
+            line.startswith(
+                f"mucauth: tap.conf: [storage]: cannot open the room store"
+                f" postgresql://***@127.0.0.1:{nobody}/rooms: "
+            ),
+            line,
+        )
+
+    def test_a_sqlite_file_that_cannot_be_made_exits_1_with_one_line(self) -> None:
+        directory = temp_dir(self)
+        (directory / "tap.conf").write_text(
+            CONFIG.format(port=5347) + "\n[storage]\npath = no/such/dir/rooms.sqlite\n"
+        )
+        result = run_twistd(Path("tap.conf"), directory)
+        self.assertEqual(result.returncode, 1)
+        self.assertNotIn("Traceback", result.stderr)
+        [line] = result.stderr.splitlines()
+        self.assertIn("mucauth: tap.conf: [storage]: cannot open the room store", line)
+        self.assertIn("no/such/dir/rooms.sqlite", line)
 
     def test_metrics_port_in_use_exits_1_with_one_line(self) -> None:
         directory = temp_dir(self)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Literal
 
 from twisted.internet.defer import Deferred, succeed
@@ -58,7 +58,12 @@ class JoinRequest:
 
 @dataclass(frozen=True)
 class Decision:
-    """The gate's answer. Only ``allow`` opens the door; ``error`` means "nobody could say"."""
+    """The gate's answer. Only ``allow`` opens the door; ``error`` means "nobody could say".
+
+    ``affiliation`` and ``role`` are the joiner's standing as the service granted it (issue 15,
+    an extension of the contract): only an allow carries them, and None means the service
+    named none, so the room decides as it would without them.
+    """
 
     outcome: Outcome
     reason: str = ""
@@ -67,10 +72,18 @@ class Decision:
     latency: float = 0.0  # seconds spent deciding
     # Not part of equality: the same answer is the same answer wherever it came from.
     source: Source | None = field(default=None, compare=False)
+    # The joiner's standing when the service names it: an affiliation (owner, admin, member,
+    # none) and a role (moderator, participant, visitor). interpret() admits no other value.
+    affiliation: str | None = None
+    role: str | None = None
 
     @classmethod
-    def allow(cls) -> Decision:
-        return cls("allow")
+    def allow(cls, *, affiliation: str | None = None, role: str | None = None) -> Decision:
+        """A yes, with the standing the service granted, if any."""
+        if affiliation is None and role is None:
+            # The common answer, without the keyword arguments' cost in the constructor.
+            return cls("allow")
+        return cls("allow", affiliation=affiliation, role=role)
 
     @classmethod
     def deny(cls, reason: str = "") -> Decision:
@@ -108,11 +121,17 @@ class Decision:
         latency: float | None = None,
         source: Source | None = None,
     ) -> Decision:
-        return replace(
-            self,
-            status=self.status if status is None else status,
-            latency=self.latency if latency is None else latency,
-            source=self.source if source is None else source,
+        # The constructor, not dataclasses.replace: replace() walks the fields and builds a
+        # keyword dict first, several times the cost, once for every HTTP check.
+        return Decision(
+            self.outcome,
+            self.reason,
+            self.kind,
+            self.status if status is None else status,
+            self.latency if latency is None else latency,
+            self.source if source is None else source,
+            self.affiliation,
+            self.role,
         )
 
 

@@ -1,14 +1,16 @@
 """HTTPAuthorizer: the mod_muc_http_auth contract over treq, strict and fail-closed.
 
-Only a 2xx answer whose body is a JSON object with ``"allowed": true`` opens the door. Every
-other answer, and every failure to get one, becomes a Decision instead of an exception, so the
-MUC service always has something to tell the joining user.
+Only a 2xx answer whose body is a JSON object with ``"allowed": true`` opens the door (and any
+``affiliation`` or ``role`` it names must be one the contract knows). Every other answer, and
+every failure to get one, becomes a Decision instead of an exception, so the MUC service always
+has something to tell the joining user.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
@@ -204,7 +206,8 @@ class _IdentityEncoding:
         bodyProducer: Any = None,  # noqa: N803 (IAgent's name)
     ) -> Deferred[IResponse]:
         if headers is not None and headers.hasHeader(b"Accept-Encoding"):
-            headers = headers.copy()
+            # In place: treq's content decoder hands down a copy of its own, and the Headers
+            # that HTTPAuthorizer shares between checks never holds this header.
             headers.removeHeader(b"Accept-Encoding")
         return self._agent.request(method, uri, headers, bodyProducer).addCallback(_as_sent)
 
@@ -279,15 +282,29 @@ def _split_userinfo(url: str) -> tuple[str, Secret | None]:
     return urlunsplit(parts._replace(netloc=netloc)), Secret(f"Basic {basic}")
 
 
+# What quote(value, safe="") leaves as it is (RFC 3986's unreserved characters), and "@".
+_PLAIN_OR_AT = re.compile(r"[A-Za-z0-9_.~@-]*").fullmatch
+
+
+def _quote(value: str) -> str:
+    """``quote(value, safe="")``.
+
+    quote() encodes a value that has a character to escape one byte at a time in Python, and
+    every JID has its "@": that one is replaced directly when it is the only such character.
+    """
+    if _PLAIN_OR_AT(value) is not None:
+        return value.replace("@", "%40")
+    return quote(value, safe="")
+
+
 def _query_url(base: str, request: JoinRequest) -> str:
     """The contract's GET URL; parameters follow any query string the operator configured."""
     base, _, _fragment = base.partition("#")
-    params = (
-        ("userJID", request.user.userhost()),
-        ("mucJID", request.room.userhost()),
-        ("nickname", request.nick),
+    query = (
+        f"userJID={_quote(request.user.userhost())}"
+        f"&mucJID={_quote(request.room.userhost())}"
+        f"&nickname={_quote(request.nick)}"
     )
-    query = "&".join(f"{name}={quote(value, safe='')}" for name, value in params)
     if "?" not in base:
         return f"{base}?{query}"
     if base.endswith(("?", "&")):
@@ -332,10 +349,38 @@ def interpret(status: int, body: bytes) -> Decision:
         return Decision.error("bad_answer", "no 'allowed' member")
     allowed = answer["allowed"]
     if allowed is True:
-        return Decision.allow()
+        return _standing(answer)
     if allowed is False:
         return Decision.deny(_reason_text(answer.get("error")))
     return Decision.error("bad_answer", f"'allowed' is {_short(allowed)}, not true or false")
+
+
+# Issue 15, an extension of the contract: a yes may name the joiner's standing in the room.
+_AFFILIATIONS = ("owner", "admin", "member", "none")
+_ROLES = ("moderator", "participant", "visitor")
+
+
+def _standing(answer: dict[str, Any]) -> Decision:
+    """A yes, with the affiliation and role it names (absent or null: none named).
+
+    Any other value makes the whole answer a bad one, fail closed: a service that says
+    "Owner" or "outcast" is confused, and guessing could grant a standing nobody meant.
+    """
+    affiliation = answer.get("affiliation")
+    role = answer.get("role")
+    if affiliation is None and role is None:
+        return Decision.allow()  # every answer of the original contract
+    if affiliation is not None and affiliation not in _AFFILIATIONS:
+        return _bad_member("affiliation", affiliation, _AFFILIATIONS)
+    if role is not None and role not in _ROLES:
+        return _bad_member("role", role, _ROLES)
+    return Decision.allow(affiliation=affiliation, role=role)
+
+
+def _bad_member(member: str, value: Any, values: tuple[str, ...]) -> Decision:
+    return Decision.error(
+        "bad_answer", f"'{member}' is {_short(value)}, not one of {', '.join(values)}"
+    )
 
 
 def _failure_kind(failure: Failure) -> tuple[ErrorKind, str]:
@@ -442,12 +487,13 @@ class HTTPAuthorizer:
         self._semaphore = DeferredSemaphore(max(1, settings.pool_size))
         self._on_check = on_check
         self._pool: CountingConnectionPool | None = None
+        self._jar = _NoCookies()
         if http_client is None:
             self._pool = CountingConnectionPool(reactor, persistent=True)
             self._pool.maxPersistentPerHost = settings.pool_size
             endpoints = _EndpointPerServer(reactor, _policy_for(settings), settings.timeout)
             agent = Agent.usingEndpointFactory(reactor, endpoints, self._pool)
-            http_client = HTTPClient(_IdentityEncoding(agent), cookiejar=_NoCookies())
+            http_client = HTTPClient(_IdentityEncoding(agent), cookiejar=self._jar)
         self._client = http_client
         if settings.insecure:
             log.warn(
@@ -484,6 +530,8 @@ class HTTPAuthorizer:
             response: Deferred[IResponse] = self._client.get(
                 _URIForm.of(_query_url(self._url, request)),
                 headers=self._headers,
+                # The client's own jar (which keeps nothing): no jar is made from a dict.
+                cookies=self._jar,
                 allow_redirects=False,
                 unbuffered=True,
                 # Only treq's own timeout= would use it: it keeps treq off the global reactor.
@@ -537,7 +585,7 @@ class HTTPAuthorizer:
             cancelled.append(True)
             body.cancel()
 
-        body: Deferred[bytes] = self._semaphore.run(exchange)
+        body = self._take_turn(exchange)
         timer = self._reactor.callLater(self._settings.timeout, expire)
         # The caller's Deferred is a separate one so its cancellation can be told apart from
         # the deadline's; cancelling it cancels the exchange, which then fires it.
@@ -547,6 +595,30 @@ class HTTPAuthorizer:
         outcome.addErrback(_last_resort)
         outcome.chainDeferred(decided)
         return decided
+
+    def _take_turn(self, exchange: Callable[[], Deferred[bytes]]) -> Deferred[bytes]:
+        """``self._semaphore.run(exchange)``, without its Deferreds when a slot is free.
+
+        The MUC service never asks for more checks at once than the pool has connections, so
+        a slot is nearly always free; ``run()`` still wraps every check in the acquiring
+        Deferred, ``maybeDeferred`` and a chained result (~50k instructions a check in
+        bench/instructions.py). Here a free slot is taken with the semaphore's own
+        ``acquire()`` (which has fired by then) and given back with its ``release()``; a
+        check that has to wait goes through ``run()``, cancellable as before.
+        """
+        semaphore = self._semaphore
+        if not semaphore.tokens:
+            return semaphore.run(exchange)
+        semaphore.acquire()
+        try:
+            body = exchange()
+        except Exception:
+            body = fail()
+        return body.addBoth(self._give_turn_back)
+
+    def _give_turn_back(self, result: Any) -> Any:
+        self._semaphore.release()
+        return result
 
     def _log(self, request: JoinRequest, decision: Decision, failure: Failure | None) -> None:
         """The HTTP side of a decision: values as fields, never the Authorization value.
@@ -569,6 +641,8 @@ class HTTPAuthorizer:
             "reason": decision.reason,
             "status": decision.status,
             "latency_ms": round(decision.latency * 1000, 1),
+            "affiliation": decision.affiliation,
+            "role": decision.role,
         }
         if failure is not None:
             events.failure(_FORMAT, failure, **fields)

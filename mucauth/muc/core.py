@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger, LogLevel
@@ -21,6 +22,9 @@ from mucauth.muc import errors, stanzas
 from mucauth.muc.incoming import Address
 from mucauth.muc.room import Occupant, Room
 from mucauth.settings import ErrorCondition, MUCSettings
+
+if TYPE_CHECKING:
+    from mucauth.muc.persist import Keeper
 
 __all__ = ["LOG_NAMESPACE", "Context", "Core"]
 
@@ -50,6 +54,8 @@ class Core:
         self.clock = clock
         self.send = send
         self.rooms: dict[JID, Room] = {}
+        # The room store's side (persist.Keeper), when the service has a store.
+        self.keeper: Keeper | None = None
         # One logger for the whole service (MUCService.log), whichever part speaks; events
         # below the configured level are dropped before they are built.
         self.log: Logger = LevelLogger(namespace=LOG_NAMESPACE, level=log_level)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 from wokkel import data_form
@@ -108,18 +110,35 @@ class Disco:
             raise errors.RoomNotFound("No such room")
         return room_info(room)
 
-    def items(self, target: JID, node: str = "") -> list[DiscoItem]:
+    def items(self, target: JID, node: str = "") -> list[DiscoItem] | Deferred[list[DiscoItem]]:
+        """The public rooms (a Deferred when some are only in the store), or a room's none."""
         if node:
             raise errors.RoomNotFound("No such node")
         rooms = self._core.rooms
         if target.user is None:
             host = target.host
-            return public_rooms([r for j, r in rooms.items() if j.host == host])
+            live = [r for j, r in rooms.items() if j.host == host]
+            keeper = self._core.keeper
+            if keeper is None:
+                return public_rooms(live)
+            d = keeper.public_rooms(host)
+            d.addErrback(self._store_unlisted)
+            return d.addCallback(lambda stored: _with_stored(stored, self._core.rooms, host))
         if JID(tuple=(target.user, target.host, None)) not in rooms:
             raise errors.RoomNotFound("No such room")
         return []  # occupants are not listed: that would defeat semi-anonymity
 
-    def answer(self, kind: str, payload: domish.Element, target: JID) -> domish.Element:
+    def _store_unlisted(self, failure: Failure) -> dict[JID, str]:
+        # The rooms in memory are still worth listing: a client browsing rooms gets those.
+        self._core.log.error(
+            "room store: cannot list the stored public rooms ({why}); listing live rooms only",
+            why=failure.getErrorMessage() or failure.type.__name__,
+        )
+        return {}
+
+    def answer(
+        self, kind: str, payload: domish.Element, target: JID
+    ) -> domish.Element | Deferred[domish.Element]:
         """The result payload of a disco iq (``payload`` passed :func:`is_disco`)."""
         if kind != "get":
             raise errors.BadRequest("disco is get-only")
@@ -129,7 +148,28 @@ class Disco:
             for item in self.info(target, node):
                 disco_info.append(item)
             return disco_info.toElement()
-        disco_items = DiscoItems()
-        for entry in self.items(target, node):
-            disco_items.append(entry)
-        return disco_items.toElement()
+        found = self.items(target, node)
+        if isinstance(found, Deferred):
+            return found.addCallback(_items_element)
+        return _items_element(found)
+
+
+def _items_element(found: list[DiscoItem]) -> domish.Element:
+    disco_items = DiscoItems()
+    for entry in found:
+        disco_items.append(entry)
+    return disco_items.toElement()
+
+
+def _with_stored(stored: dict[JID, str], rooms: dict[JID, Room], host: str) -> list[DiscoItem]:
+    """Stored public rooms and live ones; a room in memory is listed as it is now (the store
+    may not have its latest settings yet)."""
+    names = dict(stored)
+    for jid, room in rooms.items():
+        if jid.host != host:
+            continue
+        if room.config.public:
+            names[jid] = room.config.name
+        else:
+            names.pop(jid, None)
+    return [DiscoItem(jid, name=names[jid] or jid.user) for jid in sorted(names, key=JID.full)]

@@ -98,3 +98,35 @@ class ConfigNotAcceptable(MUCError):
 
 class ShuttingDown(MUCError):
     default_text = "The service is shutting down, try again later"
+
+
+class StoreUnavailable(MUCError):
+    """The room may be in the store, which could not be read in time: nothing is decided on
+    a guess (creating the room afresh would lose the stored one)."""
+
+    default_text = "The room cannot be loaded now, try again later"
+
+
+class NoOwnerLeft(MUCError):
+    """A change that would leave the room without an owner (XEP-0045 §10.6: conflict)."""
+
+    default_text = "A room needs at least one owner"
+
+
+class NotAllowed(MUCError):
+    """A moderation change the actor's standing allows in general but not on this target: an
+    admin banning an owner, a moderator kicking an admin (XEP-0045 §8, §9: not-allowed)."""
+
+    default_text = "You may not do that to this occupant"
+
+
+class RegistrationRequired(MUCError):
+    """A members-only room and a user who is not a member (XEP-0045 §7.2.7)."""
+
+    default_text = "This room is for members only"
+
+
+class RelayTimeout(MUCError):
+    """An iq relayed to an occupant was not answered in time (relay.py)."""
+
+    default_text = "The occupant did not answer"

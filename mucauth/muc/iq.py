@@ -1,9 +1,12 @@
 """Iqs to the service, to rooms and to occupants: disco, ping (XEP-0199, XEP-0410 self-ping),
-the owner's form (``owner.py``) and in-room registration, which the gate may guard.
+the owner's form (``owner.py``), moderation (``admin.py``), in-room registration, which the gate
+may guard, and iqs between occupants (``relay.py``).
 """
 
 from __future__ import annotations
 
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 from twisted.words.protocols.jabber.xmlstream import toResponse
 from twisted.words.xish import domish
 from wokkel import data_form
@@ -12,18 +15,22 @@ from wokkel.ping import NS_PING
 
 from mucauth.authorize.base import JoinRequest
 from mucauth.muc import errors
+from mucauth.muc.admin import Moderation
 from mucauth.muc.core import Context, Core
 from mucauth.muc.disco import Disco, is_disco
 from mucauth.muc.incoming import child_ns
 from mucauth.muc.join import JoinGate, Pending
-from mucauth.muc.owner import owner_query
+from mucauth.muc.owner import ConfigChange, Destroy, owner_request
+from mucauth.muc.presence import Presences
+from mucauth.muc.relay import IqRelay
 from mucauth.muc.room import Room
 
 __all__ = ["IQs"]
 
-# A handler's answer: a payload for the result, None for an empty result, or NO_REPLY when the
-# answer comes later (a registration waiting for the gate).
-Answer = domish.Element | bool | None
+# A handler's answer: a payload for the result, None for an empty result, NO_REPLY when the
+# answer comes later (a registration waiting for the gate), or a Deferred of a payload (a
+# list read from the store).
+Answer = domish.Element | bool | None | Deferred[domish.Element]
 NO_REPLY = False
 
 
@@ -31,16 +38,28 @@ class IQs:
     """Routes an iq by its address and payload, and answers it."""
 
     def __init__(
-        self, core: Core, gate: JoinGate, disco: Disco, *, authorize_registration: bool
+        self,
+        core: Core,
+        gate: JoinGate,
+        disco: Disco,
+        presences: Presences,
+        moderation: Moderation,
+        *,
+        authorize_registration: bool,
     ) -> None:
         self._core = core
         self._gate = gate
         self._disco = disco
+        self._presences = presences
+        self._moderation = moderation
+        self._relay = IqRelay(core)
         self.authorize_registration = authorize_registration
 
     def on_iq(self, iq: domish.Element, context: Context) -> None:
         kind = iq.getAttribute("type")
         if kind in ("result", "error"):
+            if context.address.nick is not None:
+                self._relay.on_answer(iq, context)
             return
         if kind not in ("get", "set"):
             raise errors.BadRequest("Unknown iq type")
@@ -53,12 +72,25 @@ class IQs:
         elif address.is_room:
             result = self._room_iq(iq, kind, payload, context)
         else:
-            result = self._occupant_iq(kind, payload, context)
-        if result is not NO_REPLY:
-            reply = toResponse(iq, "result")
-            if result is not None:
-                reply.addChild(result)
-            self._core.send(reply)
+            result = self._occupant_iq(iq, kind, payload, context)
+        if isinstance(result, Deferred):
+            result.addCallback(self._reply, iq)
+            result.addErrback(self._failed, iq, context)
+        elif result is not NO_REPLY:
+            self._reply(result, iq)  # type: ignore[arg-type]
+
+    def _reply(self, payload: domish.Element | None, iq: domish.Element) -> None:
+        reply = toResponse(iq, "result")
+        if payload is not None:
+            reply.addChild(payload)
+        self._core.send(reply)
+
+    def _failed(self, failure: Failure, iq: domish.Element, context: Context) -> None:
+        error = failure.value
+        if not isinstance(error, errors.MUCError):
+            self._core.log.failure("answering an iq failed", failure)
+            error = errors.MUCError("Internal error")
+        self._core.refuse(iq, context, error)
 
     def _service_iq(self, kind: str, payload: domish.Element, context: Context) -> Answer:
         if is_disco(payload):
@@ -83,10 +115,45 @@ class IQs:
         if (payload.uri, payload.name, kind) == (NS_PING, "ping", "get"):
             return None
         if payload.uri == NS_MUC_OWNER:
-            return owner_query(kind, payload, context, room)
+            return self._owner(kind, payload, context, room)
         if payload.uri == NS_MUC_ADMIN:
-            raise errors.NotSupported("Room administration is not supported")
+            return self._moderation.on_admin(kind, payload, room, context.sender)
         raise errors.UnsupportedNamespace()
+
+    def _owner(
+        self, kind: str, payload: domish.Element, context: Context, room: Room
+    ) -> domish.Element | None:
+        """The owner's form and destroy (``owner.py``), and what they mean for the room's
+        occupants (their new affiliations) and for the store."""
+        core = self._core
+        answer = owner_request(kind, payload, room, context.sender, core.settings.rooms)
+        if isinstance(answer, Destroy):
+            self._presences.destroy(room, answer.reason, answer.alternate)
+            return None
+        if not isinstance(answer, ConfigChange):
+            return answer
+        for bare, _affiliation in answer.affiliations:
+            for occupant in room:
+                if occupant.bare == bare:
+                    self._presences.broadcast(room, occupant)
+        self._moderation.config_changed(room, answer.was_members_only, answer.was_moderated)
+        keeper = core.keeper
+        persistent = room.config.persistent
+        if persistent and not answer.was_persistent:
+            if keeper is not None:
+                keeper.persist(room)
+            core.log.info("room made persistent room={room}", room=room.jid.full())
+        elif answer.was_persistent and not persistent:
+            if keeper is not None:
+                keeper.forget(room)
+            core.log.info("room made temporary room={room}", room=room.jid.full())
+            if room.is_empty and not self._gate.has_pending(room.jid):
+                core.rooms.pop(room.jid, None)
+        elif persistent and keeper is not None:
+            keeper.save(room)
+            for bare, affiliation in answer.affiliations:
+                keeper.affiliation(room, bare, affiliation)
+        return None
 
     def _register(self, iq: domish.Element, context: Context, room: Room | None) -> Answer:
         """Registration is not supported, but with ``authorize_registration`` the gate still
@@ -116,18 +183,30 @@ class IQs:
         self._gate.start(request, iq, context, on_allow)
         return NO_REPLY
 
-    def _occupant_iq(self, kind: str, payload: domish.Element, context: Context) -> Answer:
+    def _occupant_iq(
+        self, iq: domish.Element, kind: str, payload: domish.Element, context: Context
+    ) -> Answer:
         room_jid = context.address.require_room()
         nick = context.address.require_nick()
         room = self._core.rooms.get(room_jid)
-        if (payload.uri, payload.name, kind) == (NS_PING, "ping", "get"):
-            # XEP-0410: the answer tells the client whether it is still joined.
-            sender = room.occupant_for(context.sender) if room is not None else None
-            if room is None or sender is None:
+        sender = room.occupant_for(context.sender) if room is not None else None
+        is_ping = (payload.uri, payload.name, kind) == (NS_PING, "ping", "get")
+        if room is None or sender is None:
+            # XEP-0410: a self-ping's answer tells the client whether it is still joined.
+            if is_ping:
                 raise errors.NotJoined()
-            if sender.nick == nick:
+            raise errors.NotOccupant()
+        if sender.nick == nick:
+            if is_ping:
                 return None
-            if room.occupant(nick) is None:
-                raise errors.NoSuchOccupant("No occupant with that nickname")
-            raise errors.NotSupported("Pings to other occupants are not relayed")
-        raise errors.NotSupported("Queries to occupants are not relayed")
+            # Relayed, it would come back to the session that sent it.
+            raise errors.NotSupported("Queries to your own occupant JID are not relayed")
+        target = room.occupant(nick)
+        if target is None:
+            raise errors.NoSuchOccupant("No occupant with that nickname")
+        self._relay.forward(iq, context, room, sender, target)
+        return NO_REPLY
+
+    def reset(self) -> None:
+        """The stream is gone: relayed iqs wait for nothing any more."""
+        self._relay.reset()

@@ -4,12 +4,18 @@ Every join (and gated nick change or registration) becomes a :class:`Pending` ch
 for a free slot (``queue.py``), asked of the authorizer, and on its answer either handed to the
 caller's ``on_allow`` or refused with the configured error. One log event and one metrics call
 per decision. While a check is pending nothing about the room changes and nothing else waits.
+
+Clients do not wait for the self-presence before they ask the room something (the owner form
+right behind a join that creates the room, a disco query, a first message): what the joining
+session sends the room meanwhile is held behind its join (:meth:`JoinGate.hold`) and handled
+once the join is decided, in the order it came. A refused join refuses what it held with the
+same error; a cancelled one lets it through as from anyone not in the room.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -19,12 +25,12 @@ from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 
 from mucauth.authorize.base import Decision, IJoinAuthorizer, JoinRequest
-from mucauth.muc import errors
+from mucauth.muc import errors, stanzas
 from mucauth.muc.core import Context, Core
 from mucauth.muc.queue import CheckQueue, QueueFullError, Ticket
 from mucauth.settings import ErrorCondition
 
-__all__ = ["DENY_TEXT", "FAILURE_TEXT", "JoinGate", "Pending"]
+__all__ = ["DENY_TEXT", "FAILURE_TEXT", "MAX_HELD", "Held", "JoinGate", "Pending"]
 
 DENY_TEXT = "You are not allowed to enter this room"
 FAILURE_TEXT = "Room authorization is unavailable, try again later"
@@ -49,6 +55,19 @@ _OVERLOAD_FORMATS = {
 
 Key = tuple[JID, JID, str]  # (user's full JID, room, action)
 
+# Stanzas one joining session may have waiting behind its join; past this they are refused
+# wait/resource-constraint. A client sends a handful (form, disco, a message or two).
+MAX_HELD = 50
+
+
+@dataclass(frozen=True)
+class Held:
+    """A stanza that arrived while its sender's join was being decided, and its handler."""
+
+    stanza: domish.Element
+    context: Context
+    handler: Callable[[domish.Element, Context], None]
+
 
 @dataclass
 class Pending:
@@ -62,6 +81,8 @@ class Pending:
     deferred: Deferred[Decision] | None = None
     ticket: Ticket[Pending] | None = None
     checked: float | None = None  # when the authorizer was asked (after any wait in the queue)
+    held: list[Held] = field(default_factory=list)
+    decision: Decision | None = None  # the answer, once there is one
 
     @property
     def key(self) -> Key:
@@ -82,8 +103,12 @@ class JoinGate:
         max_in_flight: int,
         on_decision: Callable[[JoinRequest, Decision], None] | None,
         on_queue_wait: Callable[[float], None] | None,
+        replay: Callable[[Held], None],
     ) -> None:
+        """``replay`` hands a held stanza back to the service, which handles it as if it had
+        just arrived (with its usual protection against exceptions)."""
         self._core = core
+        self._replay = replay
         self._clock = core.clock
         self.authorizer = authorizer
         self.deny_condition = deny_condition
@@ -123,6 +148,10 @@ class JoinGate:
     def is_joining(self, user: JID, room: JID) -> bool:
         return (user, room, "join") in self._pending
 
+    def has_pending(self, room: JID) -> bool:
+        """Whether any check for ``room`` is pending (a scan: for the rare caller)."""
+        return any(key[1] == room for key in self._pending)
+
     # -- starting and ending checks
 
     def start(
@@ -144,18 +173,29 @@ class JoinGate:
             self._overloaded(request, e.limit, e.count)
             raise errors.Overloaded() from None
 
+    def hold(self, pending: Pending, held: Held) -> None:
+        """Keep ``held`` until ``pending`` is decided. Raises ``errors.Overloaded`` when the
+        session already has :data:`MAX_HELD` stanzas waiting."""
+        if len(pending.held) >= MAX_HELD:
+            raise errors.Overloaded("Too many requests waiting for your join to be decided")
+        pending.held.append(held)
+
     def cancel(self, pending: Pending) -> None:
         """Give up on ``pending``: a queued check is never asked, a running one is cancelled
-        (its answer, if any, is ignored)."""
-        if self._forget(pending) and pending.deferred is not None:
-            pending.deferred.cancel()
+        (its answer, if any, is ignored). What it held is handled now, from a non-occupant."""
+        if self._forget(pending):
+            if pending.deferred is not None:
+                pending.deferred.cancel()
+            self._release(pending)
 
     def cancel_all(self) -> list[Pending]:
-        """Cancel every check (the link is gone, or the service stops); returns them."""
+        """Cancel every check (the link is gone, or the service stops); returns them, with
+        whatever they held still in ``held``, for the caller to answer or drop."""
         self._queue.clear()  # first: cancelling a running check must not start a queued one
         cancelled = list(self._pending.values())
         for pending in cancelled:
-            self.cancel(pending)
+            if self._forget(pending) and pending.deferred is not None:
+                pending.deferred.cancel()
         return cancelled
 
     # -- inside
@@ -184,7 +224,7 @@ class JoinGate:
         ).with_details(source="service")
         self._log_decision(request, decision, waited, _OVERLOAD_FORMATS["timeout"], queued=waited)
         self._report(request, decision)
-        self._core.refuse(pending.stanza, pending.context, errors.Overloaded())
+        self.refuse_all(pending, errors.Overloaded())
 
     def _overloaded(
         self, request: JoinRequest, limit: Literal["service", "user"], count: int
@@ -222,6 +262,9 @@ class JoinGate:
             room=request.room.full(),
             nick=request.nick,
             reason=decision.reason,
+            # the standing the service granted (our extension of the answer), None if none
+            affiliation=decision.affiliation,
+            role=decision.role,
             latency_ms=round(elapsed * 1000, 1),
             queued_ms=round(queued * 1000, 1),
             **extra,
@@ -261,17 +304,16 @@ class JoinGate:
             request, decision, self._clock.seconds() - pending.started, queued=queued
         )
         self._report(request, decision)
-        core = self._core
+        pending.decision = decision
         try:
             if decision.is_allowed:
                 pending.on_allow(pending)
+                self._release(pending)
             elif decision.is_denied:
                 text = decision.reason if self.show_reason and decision.reason else DENY_TEXT
-                core.send_error(pending.stanza, pending.context, self.deny_condition, text)
+                self._send_errors(pending, self.deny_condition, text)
             else:
-                core.send_error(
-                    pending.stanza, pending.context, self.failure_condition, FAILURE_TEXT
-                )
+                self._send_errors(pending, self.failure_condition, FAILURE_TEXT)
         except errors.MUCError as e:
             self._core.log.info(
                 "{action} refused after allow user={user} room={room} nick={nick} error={error}",
@@ -281,7 +323,27 @@ class JoinGate:
                 nick=request.nick,
                 error=type(e).__name__,
             )
-            core.refuse(pending.stanza, pending.context, e)
+            self.refuse_all(pending, e)
         except Exception:
             self._core.log.failure("unexpected error completing a join")
-            core.refuse(pending.stanza, pending.context, errors.MUCError("Internal error"))
+            self.refuse_all(pending, errors.MUCError("Internal error"))
+
+    # -- what a decided check held
+
+    def _release(self, pending: Pending) -> None:
+        """Handle what ``pending`` held, in order, now that it is no longer pending."""
+        held, pending.held = pending.held, []
+        for each in held:
+            self._replay(each)
+
+    def _send_errors(self, pending: Pending, condition: ErrorCondition, text: str | None) -> None:
+        """The join's refusal, and the same for everything it held."""
+        core = self._core
+        core.send_error(pending.stanza, pending.context, condition, text)
+        held, pending.held = pending.held, []
+        for each in held:
+            core.send_error(each.stanza, each.context, condition, text)
+
+    def refuse_all(self, pending: Pending, error: errors.MUCError) -> None:
+        """Refuse ``pending``'s stanza and everything it held with ``error``."""
+        self._send_errors(pending, stanzas.condition_for(error), error.text)

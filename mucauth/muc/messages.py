@@ -1,11 +1,9 @@
 """Messages: groupchat reflected to every occupant, the subject, private messages (XEP-0045
-§7.4, §7.5, §8.1). Error messages from occupants are presence business (``presence.py``): the
-service routes them there.
+§7.4, §7.5, §8.1); invitations and voice requests go to ``requests.py``. Error messages from
+occupants are presence business (``presence.py``): the service routes them there.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
@@ -14,25 +12,20 @@ from mucauth.muc import errors, stanzas
 from mucauth.muc.core import Context, Core
 from mucauth.muc.incoming import child
 from mucauth.muc.join import JoinGate
+from mucauth.muc.persist import Stored
+from mucauth.muc.requests import RoomRequests, is_room_request
 from mucauth.muc.room import HistoryEntry, Occupant, Room
 
-__all__ = ["Messages", "Stored"]
-
-
-@dataclass(frozen=True)
-class Stored:
-    """A history message as reflected: its children (shared, never mutated) and id."""
-
-    children: list[domish.Element]
-    stanza_id: str | None
+__all__ = ["Messages", "Stored"]  # Stored: persist.py's, here for older imports
 
 
 class Messages:
     """Message stanzas to the service, to rooms and to occupants."""
 
-    def __init__(self, core: Core, gate: JoinGate) -> None:
+    def __init__(self, core: Core, gate: JoinGate, requests: RoomRequests) -> None:
         self._core = core
         self._gate = gate
+        self._requests = requests
 
     def on_message(self, message: domish.Element, context: Context, kind: str) -> None:
         address = context.address
@@ -44,7 +37,12 @@ class Messages:
             if kind == "groupchat":
                 self._groupchat(room, room_jid, message, context)
                 return
-            raise errors.NotSupported("Invitations and requests are not supported")
+            if is_room_request(message):
+                if room is None:  # no invitation could have come from it
+                    raise errors.NotOccupant()
+                self._requests.on_request(message, context, room)
+                return
+            raise errors.NotSupported("Only groupchat messages and requests go to the room")
         nick = address.require_nick()
         if kind == "groupchat":
             raise errors.BadRequest("Groupchat messages go to the room, not to an occupant")
@@ -64,6 +62,8 @@ class Messages:
     ) -> None:
         occupant = self.sender_occupant(room, room_jid, context.sender)
         assert room is not None
+        if occupant.role == "visitor":
+            raise errors.Forbidden("Visitors may not speak in this room: ask for voice")
         core = self._core
         children = stanzas.client_children(message)
         stanza_id = message.getAttribute("id")
@@ -71,6 +71,8 @@ class Messages:
         body = child(message, "body")
         if subject is not None and body is None:
             room.set_subject(context.sender, str(subject))
+            if core.keeper is not None:
+                core.keeper.save(room)
         sizes: list[int] = []
         for _viewer, session in core.sessions(room):
             reflected = stanzas.groupchat_message(
@@ -80,15 +82,16 @@ class Messages:
                 sizes.append(len(reflected.toXml()))
             core.send(reflected)
         if body is not None:
-            room.add_history(
-                HistoryEntry(
-                    core.now(),
-                    occupant.nick,
-                    occupant.occupant_id,
-                    Stored(children, stanza_id),
-                    sizes[0] if sizes else 0,
-                )
+            entry = HistoryEntry(
+                core.now(),
+                occupant.nick,
+                occupant.occupant_id,
+                Stored(children, stanza_id),
+                sizes[0] if sizes else 0,
             )
+            room.add_history(entry)
+            if core.keeper is not None:
+                core.keeper.message(room, entry, context.sender)
 
     def _private(
         self, room: Room | None, nick: str, message: domish.Element, context: Context
@@ -99,6 +102,19 @@ class Messages:
         target = room.occupant(nick)
         if target is None:
             raise errors.NoSuchOccupant("No occupant with that nickname")
+        _check_private_allowed(room, sender)
         children = stanzas.client_children(message)
         for session in target.sessions:
             self._core.send(stanzas.private_message(room, sender, session, message, children))
+
+
+def _check_private_allowed(room: Room, sender: Occupant) -> None:
+    """muc#roomconfig_allowpm: who may send private messages in this room."""
+    allowed = room.config.allow_pm
+    if allowed == "anyone":
+        return
+    if allowed == "participants" and sender.role in ("participant", "moderator"):
+        return
+    if allowed == "moderators" and sender.is_moderator:
+        return
+    raise errors.Forbidden("Private messages are not allowed in this room")

@@ -15,28 +15,14 @@ from mucauth.muc import errors, stanzas
 from mucauth.muc.core import Context, Core
 from mucauth.muc.incoming import child, history_options
 from mucauth.muc.join import JoinGate, Pending
-from mucauth.muc.messages import Stored
-from mucauth.muc.room import Occupant, Room, RoomConfig
+from mucauth.muc.liveness import SESSION_GONE
+from mucauth.muc.persist import Stored
+from mucauth.muc.room import Affiliation, Occupant, Role, Room, RoomConfig
 
 __all__ = ["Presences"]
 
 # Rooms have no roster: subscription requests and probes are dropped without an answer.
 _IGNORED_PRESENCE = frozenset({"subscribe", "subscribed", "unsubscribe", "unsubscribed", "probe"})
-
-# An error from an occupant's session with one of these conditions means the session is gone
-# (its server bounced our stanza); XEP-0045 asks us to remove it. Other errors (a client that
-# did not like one message) are ignored rather than kicking someone for a quirk.
-_SESSION_GONE = frozenset(
-    {
-        "gone",
-        "item-not-found",
-        "recipient-unavailable",
-        "redirect",
-        "remote-server-not-found",
-        "remote-server-timeout",
-        "service-unavailable",
-    }
-)
 
 
 class Presences:
@@ -49,7 +35,7 @@ class Presences:
     def on_presence(self, presence: domish.Element, context: Context) -> None:
         kind = presence.getAttribute("type")
         if kind == "error":
-            self.on_client_error(presence, context)
+            self._on_error_presence(presence, context)
         elif kind in _IGNORED_PRESENCE:
             return
         elif kind == "unavailable":
@@ -96,23 +82,40 @@ class Presences:
         room = core.rooms.get(request.room)
         created = room is None
         if room is None:
+            defaults = settings.rooms
             room = Room(
                 request.room,
                 creator=user,
                 created=core.now(),
                 config=RoomConfig(
-                    public=settings.public_rooms,
-                    non_anonymous=settings.non_anonymous,
-                    max_occupants=settings.max_occupants,
+                    public=defaults.public,
+                    non_anonymous=defaults.non_anonymous,
+                    max_occupants=defaults.max_users,
+                    occupants_may_change_subject=defaults.change_subject,
+                    persistent=defaults.persistent,
+                    history_length=defaults.history_length,
+                    allow_pm=defaults.allow_pm,
+                    logging=defaults.logging,
+                    members_only=defaults.members_only,
+                    moderated=defaults.moderated,
+                    allow_invites=defaults.allow_invites,
                 ),
-                history_size=settings.history_size,
             )
             self._core.log.info(
                 "room created room={room} owner={user}", room=room.jid.full(), user=user.full()
             )
-        else:
+            if room.config.persistent and core.keeper is not None:
+                core.keeper.persist(room)
+        affiliation, role = _standing(pending)
+        if affiliation is not None and room.affiliation(user) != affiliation:
+            # The HTTP service says who this user is in the room (our extension of the
+            # contract): applied before the join, and kept for a persistent room.
+            room.set_affiliation(user.userhost(), affiliation)
+            if core.keeper is not None:
+                core.keeper.affiliation(room, user.userhost(), affiliation)
+        if not created:
             room.check_join(user, request.nick)  # taken while we were asking?
-        result = room.join(user, request.nick, stanzas.client_children(presence))
+        result = room.join(user, request.nick, stanzas.client_children(presence), role=role)
         core.rooms[room.jid] = room
         occupant = result.occupant
 
@@ -214,17 +217,7 @@ class Presences:
         if room_jid is None:
             return
         user = context.sender
-        # Only a join is cancelled: a registration check answers an iq, which must be answered
-        # whether or not the user is still around.
-        pending = self._gate.get(user, room_jid)
-        if pending is not None:
-            self._gate.cancel(pending)
-            self._core.log.info(
-                "join cancelled user={user} room={room} nick={nick}",
-                user=user.full(),
-                room=room_jid.full(),
-                nick=pending.request.nick,
-            )
+        self._cancel_join(user, room_jid, "left")
         room = self._core.rooms.get(room_jid)
         if room is None or room.occupant_for(user) is None:
             return
@@ -233,6 +226,21 @@ class Presences:
             user,
             payload=stanzas.client_children(presence),
             stanza_id=presence.getAttribute("id"),
+        )
+
+    def _cancel_join(self, user: JID, room_jid: JID, why: str) -> None:
+        """Give up on ``user``'s pending join to the room, if any. Only a join: a registration
+        check answers an iq, which must be answered whether or not the user is still around."""
+        pending = self._gate.get(user, room_jid)
+        if pending is None:
+            return
+        self._gate.cancel(pending)
+        self._core.log.info(
+            "join cancelled user={user} room={room} nick={nick}: {why}",
+            user=user.full(),
+            room=room_jid.full(),
+            nick=pending.request.nick,
+            why=why,
         )
 
     def leave(
@@ -263,32 +271,149 @@ class Presences:
                 )
             )
         if result.gone:
-            for viewer, session in core.sessions(room):
-                core.send(
-                    stanzas.occupant_presence(
-                        room,
-                        occupant,
-                        session,
-                        show_jid=room.sees_real_jids(viewer),
-                        unavailable=True,
-                        statuses=statuses,
-                        payload=payload,
-                        real_jid=user,
-                    )
+            self._announce_gone(room, occupant, user, statuses, payload=payload)
+        if room.is_empty:
+            self._empty(room)
+
+    def _announce_gone(
+        self,
+        room: Room,
+        occupant: Occupant,
+        real_jid: JID | None,
+        statuses: Iterable[int],
+        **presence: Any,
+    ) -> None:
+        """Every session left in the room hears that ``occupant`` is gone."""
+        core = self._core
+        for viewer, session in core.sessions(room):
+            core.send(
+                stanzas.occupant_presence(
+                    room,
+                    occupant,
+                    session,
+                    show_jid=room.sees_real_jids(viewer),
+                    unavailable=True,
+                    statuses=statuses,
+                    real_jid=real_jid,
+                    **presence,
                 )
-        if room.is_empty and not room.config.persistent:
+            )
+
+    def remove_occupant(
+        self,
+        room: Room,
+        occupant: Occupant,
+        statuses: Iterable[int],
+        *,
+        reason: str | None = None,
+        actor: str | None = None,
+    ) -> None:
+        """Take ``occupant`` out with all its sessions (kicked 307, banned 301, no longer a
+        member 321 or 322): they and everyone else hear it, with the reason and the actor."""
+        core = self._core
+        sessions = room.remove(occupant)
+        for session in sessions:
+            # A nick change of the removed session still being checked must not bring it back.
+            self._cancel_join(session, room.jid, "removed from the room")
+            core.send(
+                stanzas.occupant_presence(
+                    room,
+                    occupant,
+                    session,
+                    show_jid=True,
+                    unavailable=True,
+                    statuses={stanzas.SELF_PRESENCE, *statuses},
+                    real_jid=session,
+                    reason=reason,
+                    actor=actor,
+                )
+            )
+        real = sessions[-1] if sessions else None
+        self._announce_gone(room, occupant, real, statuses, reason=reason, actor=actor)
+        if room.is_empty:
+            self._empty(room)
+
+    def _empty(self, room: Room) -> None:
+        """The last occupant left: a temporary room ends; a persistent one leaves memory, since
+        the store has it (unless a join to it is still being decided, which would find no room
+        and make a new one)."""
+        core = self._core
+        if not room.config.persistent:
             del core.rooms[room.jid]
-            self._core.log.info("room destroyed room={room}: empty", room=room.jid.full())
+            core.log.info("room destroyed room={room}: empty", room=room.jid.full())
+        elif core.keeper is not None and not self._gate.has_pending(room.jid):
+            del core.rooms[room.jid]
+            core.log.debug("room unloaded room={room}: empty", room=room.jid.full())
+
+    def destroy(self, room: Room, reason: str | None, alternate: JID | None) -> None:
+        """The owner destroyed the room (XEP-0045 §10.9): everyone in it is told, with the
+        reason and the alternate venue, and the room is gone, from the store too."""
+        core = self._core
+        for occupant in room.clear():
+            for session in occupant.sessions:
+                core.send(stanzas.destroyed_presence(room, occupant, session, reason, alternate))
+        core.rooms.pop(room.jid, None)
+        if core.keeper is not None:
+            core.keeper.forget(room)
+        core.log.info(
+            "room destroyed room={room}: by its owner{why}",
+            room=room.jid.full(),
+            why=f" ({reason})" if reason else "",
+        )
+
+    def _on_error_presence(self, presence: domish.Element, context: Context) -> None:
+        """Any error presence from a session ends its part in the room (XEP-0045 §11.1).
+
+        Whatever the error says, the user's server no longer counts the room among the
+        session's presence contacts (Prosody drops it), so the room would never hear that the
+        session went offline: it leaves now, with 307 and 333, which the others and the session
+        itself see. A join still being decided is cancelled for the same reason.
+        """
+        room_jid = context.address.room
+        if room_jid is None:
+            return
+        user = context.sender
+        error = child(presence, "error")
+        condition = error.firstChildElement() if error is not None else None
+        why = condition.name if condition is not None else "no condition"
+        self._cancel_join(user, room_jid, f"error presence ({why})")
+        room = self._core.rooms.get(room_jid)
+        if room is None or room.occupant_for(user) is None:
+            return
+        self._core.log.info(
+            "removing {user} from {room}: its client sent an error presence ({condition})",
+            user=user.full(),
+            room=room.jid.full(),
+            condition=why,
+        )
+        self.leave(room, user, statuses=(stanzas.KICKED, stanzas.KICKED_ERROR))
+
+    def remove_session(self, session: JID, why: str) -> None:
+        """``session`` is gone (it did not answer the liveness check): out of every room."""
+        for room in list(self._core.rooms.values()):
+            if room.occupant_for(session) is None:
+                continue
+            self._core.log.info(
+                "removing {user} from {room}: its session is gone ({why})",
+                user=session.full(),
+                room=room.jid.full(),
+                why=why,
+            )
+            self.leave(
+                room, session, statuses=(stanzas.KICKED, stanzas.KICKED_ERROR), tell_leaver=False
+            )
 
     def on_client_error(self, stanza: domish.Element, context: Context) -> None:
-        """An occupant's session bounced something: remove it if the error says it is gone."""
+        """An occupant's session bounced a message: remove it if the error says the session
+        is gone (liveness.SESSION_GONE). Other message errors (a client that did not like one
+        message) are ignored rather than kicking someone for a quirk."""
         room_jid = context.address.room
         room = self._core.rooms.get(room_jid) if room_jid is not None else None
         if room is None or room.occupant_for(context.sender) is None:
             return
         error = child(stanza, "error")
         condition = error.firstChildElement() if error is not None else None
-        if condition is None or condition.name not in _SESSION_GONE:
+        if condition is None or condition.name not in SESSION_GONE:
             return
         self._core.log.info(
             "removing {user} from {room}: its session bounced {condition}",
@@ -361,3 +486,12 @@ class Presences:
                     **presence,
                 )
             )
+
+
+def _standing(pending: Pending) -> tuple[Affiliation | None, Role | None]:
+    """The affiliation and role the gate's answer granted, if it named any."""
+    decision = pending.decision
+    if decision is None:
+        return None, None
+    # authorize/http.py admits only the values these names allow.
+    return decision.affiliation, decision.role  # type: ignore[return-value]

@@ -12,7 +12,7 @@ import hmac
 import secrets
 import unicodedata
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -28,6 +28,7 @@ from mucauth.muc.errors import (
     NickInUse,
     NickNotAcceptable,
     NotOccupant,
+    RegistrationRequired,
     RoomFull,
     RoomNameNotAcceptable,
 )
@@ -90,7 +91,7 @@ def prepare_room_name(raw: str | None, max_length: int) -> str:
 
 @dataclass
 class RoomConfig:
-    """What a room's owner could configure. Rooms are temporary: they vanish when empty."""
+    """What a room's owner can configure (``owner.py``'s form); new rooms start from [rooms]."""
 
     name: str = ""
     description: str = ""
@@ -100,9 +101,13 @@ class RoomConfig:
     # Only moderators (the creator) may change the subject by default, as XEP-0045 suggests;
     # an owner can open it to everyone through the configuration form.
     occupants_may_change_subject: bool = False
-    persistent: bool = False  # not supported; advertised honestly as muc_temporary
-    members_only: bool = False
-    moderated: bool = False
+    persistent: bool = False  # kept (in the store) when empty and across restarts
+    history_length: int = 20  # messages kept and sent to joiners
+    allow_pm: str = "anyone"  # anyone | participants | moderators | none
+    logging: bool = False  # archived (XEP-0313): kept for the archive
+    members_only: bool = False  # only members, admins and owners may join
+    moderated: bool = False  # occupants without an affiliation join as visitors (no voice)
+    allow_invites: bool = True  # occupants may invite (False: only moderators)
     password_protected: bool = False
 
 
@@ -166,11 +171,14 @@ class LeaveResult:
     gone: bool  # False: other sessions still hold the nick
 
 
-def _role_for(affiliation: Affiliation) -> Role:
+def _role_for(affiliation: Affiliation, moderated: bool = False) -> Role:
+    """The role an affiliation comes with (XEP-0045 §5.1.2 defaults)."""
     if affiliation in ("owner", "admin"):
         return "moderator"
     if affiliation == "outcast":
         return "none"
+    if affiliation == "none" and moderated:
+        return "visitor"
     return "participant"
 
 
@@ -184,19 +192,27 @@ class Room:
         creator: JID,
         created: datetime,
         config: RoomConfig | None = None,
-        history_size: int = 20,
+        history_size: int | None = None,
         salt: bytes | None = None,
+        affiliations: Mapping[str, Affiliation] | None = None,
     ) -> None:
+        """``creator`` becomes the owner, unless ``affiliations`` (a stored room's) are given.
+        ``history_size`` overrides the config's ``history_length``."""
         self.jid = jid if jid.resource is None else prepared_jid(jid.user, jid.host)
         self.created = created
         self.config = config if config is not None else RoomConfig()
+        if history_size is not None:
+            self.config.history_length = history_size
         self.subject: Subject | None = None
-        # Random per room so an occupant-id links nobody across rooms (XEP-0421).
-        self._salt = salt if salt is not None else secrets.token_bytes(16)
+        # Random per room so an occupant-id links nobody across rooms (XEP-0421); a persistent
+        # room keeps its salt in the store, so its occupant-ids outlive a restart.
+        self.salt = salt if salt is not None else secrets.token_bytes(16)
         self._occupants: dict[str, Occupant] = {}
         self._by_session: dict[JID, Occupant] = {}
-        self._affiliations: dict[str, Affiliation] = {creator.userhost(): "owner"}
-        self._history: deque[HistoryEntry] = deque(maxlen=max(history_size, 0))
+        self._affiliations: dict[str, Affiliation] = (
+            dict(affiliations) if affiliations is not None else {creator.userhost(): "owner"}
+        )
+        self._history: deque[HistoryEntry] = deque(maxlen=max(self.config.history_length, 0))
 
     # -- reading
 
@@ -225,9 +241,52 @@ class Room:
     def affiliation(self, user: JID) -> Affiliation:
         return self._affiliations.get(user.userhost(), "none")
 
+    @property
+    def affiliations(self) -> dict[str, Affiliation]:
+        """Bare JID to affiliation, "none" left out (a copy)."""
+        return dict(self._affiliations)
+
+    def with_affiliation(self, affiliation: Affiliation) -> list[str]:
+        return sorted(j for j, a in self._affiliations.items() if a == affiliation)
+
+    def set_affiliation(self, bare: str, affiliation: Affiliation) -> Occupant | None:
+        """Give ``bare`` ``affiliation`` (its role follows); the occupant it changed, if any.
+
+        An outcast in the room is not removed here: banning is the moderation code's, which
+        also tells the room (XEP-0045 §9.1)."""
+        if affiliation == "none":
+            self._affiliations.pop(bare, None)
+        else:
+            self._affiliations[bare] = affiliation
+        for occupant in self._occupants.values():
+            if occupant.bare == bare:
+                occupant.affiliation = affiliation
+                occupant.role = _role_for(affiliation, self.config.moderated)
+                return occupant
+        return None
+
+    def occupant_of(self, bare: str) -> Occupant | None:
+        """The occupant ``bare`` holds, if it is in the room."""
+        for occupant in self._occupants.values():
+            if occupant.bare == bare:
+                return occupant
+        return None
+
+    def set_role(self, occupant: Occupant, role: Role) -> None:
+        occupant.role = role
+
+    def remove(self, occupant: Occupant) -> list[JID]:
+        """Take ``occupant`` out with every session (kicked, banned); the sessions it had."""
+        sessions = list(occupant.sessions)
+        for session in sessions:
+            self._by_session.pop(session, None)
+        occupant.sessions.clear()
+        self._occupants.pop(occupant.nick, None)
+        return sessions
+
     def occupant_id(self, user: JID) -> str:
         """Stable for one bare JID in this room, meaningless anywhere else."""
-        digest = hmac.digest(self._salt, user.userhost().encode(), "sha256")
+        digest = hmac.digest(self.salt, user.userhost().encode(), "sha256")
         return base64.b64encode(digest).decode("ascii")
 
     def sees_real_jids(self, viewer: Occupant) -> bool:
@@ -252,12 +311,18 @@ class Room:
             if holder.bare != user.userhost():
                 raise NickInUse()
             return  # another session of the same person: XEP-0045 multi-session
-        if self.affiliation(user) == "outcast":
+        affiliation = self.affiliation(user)
+        if affiliation == "outcast":
             raise Forbidden("You are banned from this room")
+        if self.config.members_only and affiliation == "none":
+            raise RegistrationRequired()
         if self.is_full:
             raise RoomFull()
 
-    def join(self, user: JID, nick: str, payload: Sequence[object] = ()) -> JoinResult:
+    def join(
+        self, user: JID, nick: str, payload: Sequence[object] = (), role: Role | None = None
+    ) -> JoinResult:
+        """``role``: the one the gate granted for this join, instead of the affiliation's."""
         if user in self._by_session:
             raise BadRequest("Already in this room")
         self.check_join(user, nick)
@@ -271,7 +336,7 @@ class Room:
         occupant = Occupant(
             nick=nick,
             bare=user.userhost(),
-            role=_role_for(affiliation),
+            role=role if role is not None else _role_for(affiliation, self.config.moderated),
             affiliation=affiliation,
             occupant_id=self.occupant_id(user),
             sessions=[user],
@@ -336,6 +401,12 @@ class Room:
 
     def add_history(self, entry: HistoryEntry) -> None:
         self._history.append(entry)
+
+    def set_history_length(self, length: int) -> None:
+        """Keep at most ``length`` messages from now on (the newest, when there were more)."""
+        self.config.history_length = length
+        if self._history.maxlen != length:
+            self._history = deque(self._history, maxlen=max(length, 0))
 
     @property
     def history_entries(self) -> list[HistoryEntry]:

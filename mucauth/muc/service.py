@@ -33,15 +33,20 @@ from zope.interface import implementer
 
 from mucauth.authorize.base import Decision, IJoinAuthorizer, JoinRequest
 from mucauth.muc import errors
+from mucauth.muc.admin import Moderation
 from mucauth.muc.core import Context, Core
 from mucauth.muc.disco import Disco
 from mucauth.muc.incoming import oversized_domain, oversized_part, parse_address, parse_sender
 from mucauth.muc.iq import IQs
-from mucauth.muc.join import DENY_TEXT, FAILURE_TEXT, JoinGate, Key, Pending
+from mucauth.muc.join import DENY_TEXT, FAILURE_TEXT, Held, JoinGate, Key, Pending
+from mucauth.muc.liveness import Liveness
 from mucauth.muc.messages import Messages
+from mucauth.muc.persist import Keeper
 from mucauth.muc.presence import Presences
+from mucauth.muc.requests import RoomRequests
 from mucauth.muc.room import Room
 from mucauth.settings import ErrorCondition, MUCSettings
+from mucauth.store.base import IRoomStore
 
 __all__ = ["DENY_TEXT", "FAILURE_TEXT", "MUCService"]
 
@@ -66,8 +71,12 @@ class MUCService(XMPPHandler):
         on_decision: Callable[[JoinRequest, Decision], None] | None = None,
         on_queue_wait: Callable[[float], None] | None = None,
         log_level: LogLevel = LogLevel.debug,
+        store: IRoomStore | None = None,
     ) -> None:
-        """``max_in_flight`` checks are asked at once; more wait in the join queue (see
+        """``store`` keeps persistent rooms (``persist.py``); open it before the stream comes
+        up, close it after. Without a store a persistent room lasts until the process stops.
+
+        ``max_in_flight`` checks are asked at once; more wait in the join queue (see
         ``queue.py``); tap.py sets it to the HTTP pool's size, which bounds the service's
         concurrency anyway.
 
@@ -93,12 +102,22 @@ class MUCService(XMPPHandler):
             max_in_flight=max_in_flight,
             on_decision=on_decision,
             on_queue_wait=on_queue_wait,
+            replay=self._replay,
         )
+        if store is not None:
+            self._core.keeper = Keeper(self._core, store, replay=self._replay_loaded)
         self._presences = Presences(self._core, self._gate)
-        self._messages = Messages(self._core, self._gate)
+        self._liveness = Liveness(self._core, self.request, self._presences.remove_session)
+        moderation = Moderation(self._core, self._presences)
+        self._messages = Messages(self._core, self._gate, RoomRequests(self._core, moderation))
         self._disco = Disco(self._core)
         self._iqs = IQs(
-            self._core, self._gate, self._disco, authorize_registration=authorize_registration
+            self._core,
+            self._gate,
+            self._disco,
+            self._presences,
+            moderation,
+            authorize_registration=authorize_registration,
         )
 
     # -- public API
@@ -161,6 +180,12 @@ class MUCService(XMPPHandler):
         return len(self._gate.pending)
 
     @property
+    def rooms_loading(self) -> int:
+        """Rooms being read back from the store, with stanzas waiting for them."""
+        keeper = self._core.keeper
+        return keeper.loading if keeper is not None else 0
+
+    @property
     def queued_checks(self) -> int:
         """The part of :attr:`pending_checks` still waiting for its turn in the queue."""
         return self._gate.queued
@@ -175,9 +200,10 @@ class MUCService(XMPPHandler):
 
         Pending joins are answered too, so no client waits for a room that will not come.
         """
+        self._liveness.stop()
         self._presences.shutdown_notices()
         for pending in self._gate.cancel_all():
-            self._core.refuse(pending.stanza, pending.context, errors.ShuttingDown())
+            self._gate.refuse_all(pending, errors.ShuttingDown())
 
     # -- Wokkel hooks
 
@@ -185,11 +211,18 @@ class MUCService(XMPPHandler):
         self.xmlstream.addObserver("/presence", self._observe(self._on_presence))
         self.xmlstream.addObserver("/message", self._observe(self._on_message))
         self.xmlstream.addObserver("/iq", self._observe(self._iqs.on_iq))
+        self._liveness.start()
+        if self._core.keeper is not None:
+            self._core.keeper.start()
 
     def connectionLost(self, reason: Failure) -> None:
         """Rooms do not survive the link: clients find out by self-ping and rejoin (and pass
         the gate again). Pending checks are cancelled; their answers could not be delivered."""
         self._gate.cancel_all()
+        self._liveness.stop()
+        if self._core.keeper is not None:
+            self._core.keeper.reset()
+        self._iqs.reset()
         for room in self._core.rooms.values():
             room.clear()
         self._core.rooms.clear()
@@ -208,7 +241,7 @@ class MUCService(XMPPHandler):
         requestor: JID,
         target: JID,
         nodeIdentifier: str = "",  # noqa: N803  (IDisco signature)
-    ) -> list[Any]:
+    ) -> Any:
         return self._disco.items(target, nodeIdentifier)
 
     # -- routing
@@ -227,8 +260,15 @@ class MUCService(XMPPHandler):
         self, handler: Callable[[domish.Element, Context], None]
     ) -> Callable[[domish.Element], None]:
         """Wrap a handler so no exception escapes into the stream: domain errors become the
-        matching XMPP error, anything else is logged and answered internal-server-error."""
-        refuse = self._core.refuse
+        matching XMPP error, anything else is logged and answered internal-server-error.
+
+        Messages and iqs from a session whose join to the room is still being decided wait
+        behind it (``JoinGate.hold``); presences do not: they are what changes the join."""
+        holds = handler != self._on_presence
+        pending = self._gate.pending
+        seen = self._liveness.seen
+        keeper = self._core.keeper
+        rooms = self._core.rooms
 
         def observer(stanza: domish.Element) -> None:
             if getattr(stanza, "handled", False):
@@ -237,21 +277,78 @@ class MUCService(XMPPHandler):
             context = None
             try:
                 context = self._context(stanza)
-                if context is not None:
-                    handler(stanza, context)
-            except errors.MUCError as e:
-                if context is not None:
-                    refuse(stanza, context, e)
-            except Exception:
-                self.log.failure(
-                    "unexpected error handling {stanza_kind} from {sender}",
-                    stanza_kind=stanza.name,
-                    sender=stanza.getAttribute("from"),
-                )
-                if context is not None:
-                    refuse(stanza, context, errors.MUCError("Internal error"))
+                if context is None:
+                    return
+                seen(context.sender)
+                room_jid = context.address.room
+                if (
+                    keeper is not None
+                    and room_jid is not None
+                    and room_jid not in rooms
+                    and keeper.holds(stanza, context, room_jid, handler)
+                ):
+                    return
+                if holds and pending and self._hold(stanza, context, handler):
+                    return
+                handler(stanza, context)
+            except Exception as e:
+                self._failed(stanza, context, e)
 
         return observer
+
+    def _hold(
+        self,
+        stanza: domish.Element,
+        context: Context,
+        handler: Callable[[domish.Element, Context], None],
+    ) -> bool:
+        """Hold ``stanza`` behind its sender's pending join to the room it is for, if any."""
+        room_jid = context.address.room
+        if room_jid is None or stanza.getAttribute("type") in ("error", "result"):
+            return False
+        pending = self._gate.get(context.sender, room_jid)
+        if pending is None:
+            return False
+        room = self._core.rooms.get(room_jid)
+        if room is not None and room.occupant_for(context.sender) is not None:
+            return False  # an occupant's nick change is being checked: it is in already
+        self._gate.hold(pending, Held(stanza, context, handler))
+        return True
+
+    def _replay_loaded(self, held: Held) -> None:
+        """A stanza that waited for its room to be read from the store: it may now wait
+        behind its sender's join, as it would have on arrival."""
+        try:
+            if (
+                held.handler != self._on_presence
+                and self._gate.pending
+                and self._hold(held.stanza, held.context, held.handler)
+            ):
+                return
+            held.handler(held.stanza, held.context)
+        except Exception as e:
+            self._failed(held.stanza, held.context, e)
+
+    def _replay(self, held: Held) -> None:
+        """A held stanza's turn, once its sender's join was decided."""
+        try:
+            held.handler(held.stanza, held.context)
+        except Exception as e:
+            self._failed(held.stanza, held.context, e)
+
+    def _failed(self, stanza: domish.Element, context: Context | None, e: Exception) -> None:
+        """Answer a handler's exception (called from its ``except`` block)."""
+        if isinstance(e, errors.MUCError):
+            if context is not None:
+                self._core.refuse(stanza, context, e)
+            return
+        self.log.failure(
+            "unexpected error handling {stanza_kind} from {sender}",
+            stanza_kind=stanza.name,
+            sender=stanza.getAttribute("from"),
+        )
+        if context is not None:
+            self._core.refuse(stanza, context, errors.MUCError("Internal error"))
 
     def _context(self, stanza: domish.Element) -> Context | None:
         """Who sent ``stanza`` and to which address; None (logged, unanswered) when either

@@ -22,7 +22,7 @@ from mucauth.conditions import ERROR_TYPES, RFC6120_CONDITIONS
 from mucauth.muc import errors
 from mucauth.muc.jids import occupant_address
 from mucauth.muc.room import Occupant, Room
-from mucauth.muc.xml import LazyStanza, Stanza, escape_attribute
+from mucauth.muc.xml import LazyStanza, Stanza, escape_attribute, escape_text
 from mucauth.settings import ErrorCondition
 
 NS_OCCUPANT_ID = "urn:xmpp:occupant-id"
@@ -34,6 +34,9 @@ NICK_ASSIGNED = STATUS_CODE.NICK_ASSIGNED.value  # 210
 NEW_NICK = STATUS_CODE.NEW_NICK.value  # 303
 KICKED = STATUS_CODE.KICKED.value  # 307
 REMOVED_SHUTDOWN = STATUS_CODE.REMOVED_SHUTDOWN.value  # 332
+BANNED = STATUS_CODE.BANNED.value  # 301
+REMOVED_AFFILIATION = STATUS_CODE.REMOVED_AFFILIATION.value  # 321: no longer a member
+REMOVED_MEMBERSHIP = STATUS_CODE.REMOVED_MEMBERSHIP.value  # 322: the room became members-only
 KICKED_ERROR = 333  # XEP-0045 1.31: removed because of a technical problem; not in Wokkel 18
 
 # exception -> (condition, type). Anything not here is a bug: internal-server-error.
@@ -56,6 +59,11 @@ CONDITIONS: dict[type[errors.MUCError], tuple[str, str]] = {
     errors.NotJoined: ("not-acceptable", "cancel"),
     errors.ConfigNotAcceptable: ("not-acceptable", "modify"),
     errors.ShuttingDown: ("service-unavailable", "wait"),
+    errors.StoreUnavailable: ("service-unavailable", "wait"),
+    errors.NoOwnerLeft: ("conflict", "cancel"),
+    errors.NotAllowed: ("not-allowed", "cancel"),
+    errors.RelayTimeout: ("remote-server-timeout", "wait"),
+    errors.RegistrationRequired: ("registration-required", "auth"),
 }
 
 INTERNAL = ErrorCondition("cancel", "internal-server-error")
@@ -142,6 +150,8 @@ def occupant_presence(
     payload: Sequence[domish.Element] | None = None,
     real_jid: JID | None = None,
     stanza_id: str | None = None,
+    reason: str | None = None,
+    actor: str | None = None,
 ) -> domish.Element:
     """One occupant's presence as one recipient sees it.
 
@@ -150,6 +160,7 @@ def occupant_presence(
     ``real_jid`` names the session when it is no longer in ``occupant.sessions`` (it just left).
     ``stanza_id`` is the id of the client's own join or leave, reflected in its self-presence
     so the client can tie the answer to what it sent (as Prosody's own MUC does).
+    ``reason`` and ``actor`` (a nick) go into the item of a moderation change (§8, §9).
     """
     attributes = {"from": occupant_address(room.jid, nick or occupant.nick), "to": to.full()}
     if stanza_id:
@@ -168,7 +179,13 @@ def occupant_presence(
     if new_nick is not None:
         item["nick"] = new_nick
     codes = tuple(str(code) for code in sorted(set(statuses)))
-    return OccupantPresence(attributes, tuple(children), item, codes, occupant.occupant_id)
+    reason = reason or None  # an empty <reason/> says nothing
+    extra = (reason, actor) if reason is not None or actor is not None else None
+    return OccupantPresence(attributes, tuple(children), item, codes, occupant.occupant_id, extra)
+
+
+# item attributes, status codes, occupant id, (reason, actor nick) of a moderation change
+_PresenceParts = tuple[dict[str, str], tuple[str, ...], str, tuple[str | None, str | None] | None]
 
 
 class OccupantPresence(LazyStanza):
@@ -186,25 +203,41 @@ class OccupantPresence(LazyStanza):
         item: dict[str, str],
         codes: tuple[str, ...],
         occupant_id: str,
+        extra: tuple[str | None, str | None] | None = None,
     ) -> None:
-        super().__init__("presence", attributes, payload, (item, codes, occupant_id))
+        super().__init__("presence", attributes, payload, (item, codes, occupant_id, extra))
 
-    def build(self, parts: tuple[dict[str, str], tuple[str, ...], str]) -> None:
-        item, codes, occupant_id = parts
+    def build(self, parts: _PresenceParts) -> None:
+        item, codes, occupant_id, extra = parts
         x = self.addElement((NS_MUC_USER, "x"))
         item_element = x.addElement("item")
         for key, value in item.items():
             item_element[key] = value
+        if extra is not None:
+            reason, actor = extra
+            if actor is not None:
+                item_element.addElement("actor")["nick"] = actor
+            if reason is not None:
+                item_element.addElement("reason", content=reason)
         for code in codes:
             x.addElement("status")["code"] = code
         self.addChild(_occupant_id(occupant_id))
 
-    def tail(self, parts: tuple[dict[str, str], tuple[str, ...], str]) -> str:
-        item, codes, occupant_id = parts
+    def tail(self, parts: _PresenceParts) -> str:
+        item, codes, occupant_id, extra = parts
         out = [f"<x xmlns='{NS_MUC_USER}'><item"]
         for key, value in item.items():
             out.append(f" {key}='{escape_attribute(value)}'")
-        out.append("/>")
+        if extra is None:
+            out.append("/>")
+        else:
+            reason, actor = extra
+            out.append(">")
+            if actor is not None:
+                out.append(f"<actor nick='{escape_attribute(actor)}'/>")
+            if reason is not None:
+                out.append(f"<reason>{escape_text(reason)}</reason>")
+            out.append("</item>")
         for code in codes:
             out.append(f"<status code='{code}'/>")
         out.append(
@@ -253,6 +286,27 @@ def groupchat_message(
     message.addChild(_occupant_id(occupant_id))
     message.addChild(Delay(delay, room.jid).toElement())
     return message
+
+
+def destroyed_presence(
+    room: Room, occupant: Occupant, to: JID, reason: str | None, alternate: JID | None
+) -> domish.Element:
+    """What each occupant's session hears when the owner destroys the room (XEP-0045 §10.9):
+    its own presence, unavailable, with the reason and the alternate venue if given."""
+    presence = Stanza((None, "presence"))
+    presence["from"] = occupant_address(room.jid, occupant.nick)
+    presence["to"] = to.full()
+    presence["type"] = "unavailable"
+    x = presence.addElement((NS_MUC_USER, "x"))
+    x.addElement("item")["affiliation"] = "none"
+    x.item["role"] = "none"
+    x.addElement("status")["code"] = str(SELF_PRESENCE)
+    destroy = x.addElement("destroy")
+    if alternate is not None:
+        destroy["jid"] = alternate.full()
+    if reason:
+        destroy.addElement("reason", content=reason)
+    return presence
 
 
 def subject_message(room: Room, to: JID) -> domish.Element:

@@ -65,6 +65,14 @@ class SingleFlightTests(SynchronousTestCase):
         self.auth.authorize(join())
         self.assertEqual(len(self.inner.calls), 2)
 
+    def test_every_caller_gets_the_standing(self) -> None:
+        first = self.auth.authorize(join(user="alice@example.org/phone"))
+        second = self.auth.authorize(join(user="alice@example.org/laptop"))
+        self.inner.answer(Decision.allow(affiliation="owner", role="moderator"))
+        for d in (first, second):
+            decision = self.successResultOf(d)
+            self.assertEqual((decision.affiliation, decision.role), ("owner", "moderator"))
+
     def test_synchronous_answer(self) -> None:
         auth = SingleFlightAuthorizer(Counting(Decision.allow()))
         self.assertTrue(self.successResultOf(auth.authorize(join())).is_allowed)
@@ -103,6 +111,14 @@ class CachingTests(SynchronousTestCase):
         self.clock.advance(0.2)
         self.successResultOf(self.auth.authorize(join()))
         self.assertEqual(len(self.inner.requests), 2)
+
+    def test_a_cached_allow_keeps_the_standing(self) -> None:
+        self.inner.decision = Decision.allow(affiliation="admin", role="moderator")
+        self.successResultOf(self.auth.authorize(join()))
+        cached = self.successResultOf(self.auth.authorize(join(user="alice@example.org/tab")))
+        self.assertEqual((cached.affiliation, cached.role), ("admin", "moderator"))
+        self.assertEqual((cached.source, cached.latency), ("cache", 0.0))
+        self.assertEqual(len(self.inner.requests), 1)
 
     def test_deny_is_cached(self) -> None:
         self.inner.decision = Decision.deny("no")

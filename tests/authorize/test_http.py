@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import socket
 import tempfile
 import time
 from typing import Any
+from urllib.parse import quote
 
 from hyperlink import EncodedURL
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from treq.client import HTTPClient
 from treq.testing import StringStubbingResource, StubTreq
 from twisted.internet import reactor, task
@@ -32,6 +36,7 @@ from mucauth.authorize.http import (
     HTTPAuthorizer,
     _NoCookies,
     _query_url,
+    _quote,
     _split_userinfo,
     _uri_form,
     _URIForm,
@@ -144,6 +149,73 @@ class AnswerTests(ServerCase):
             self.server.resource.handler = answer(200, b'{"allowed": ' + value + b"}")
             decision = await auth.authorize(join())
             self.assertEqual((decision.outcome, decision.kind), ("error", "bad_answer"), value)
+
+    async def test_the_joiner_s_standing_is_carried(self) -> None:
+        auth = self.make()
+        cases = [
+            (b'{"allowed": true}', None, None),
+            (b'{"allowed": true, "affiliation": null, "role": null}', None, None),
+            *(
+                (f'{{"allowed": true, "affiliation": "{a}"}}'.encode(), a, None)
+                for a in ("owner", "admin", "member", "none")
+            ),
+            *(
+                (f'{{"allowed": true, "role": "{r}"}}'.encode(), None, r)
+                for r in ("moderator", "participant", "visitor")
+            ),
+            (b'{"allowed": true, "affiliation": "member", "role": "visitor"}', "member", "visitor"),
+        ]
+        for body, affiliation, role in cases:
+            self.server.resource.handler = answer(200, body)
+            decision = await auth.authorize(join())
+            self.assertTrue(decision.is_allowed, body)
+            self.assertEqual((decision.affiliation, decision.role), (affiliation, role), body)
+
+    async def test_a_standing_outside_the_contract_is_a_bad_answer(self) -> None:
+        auth = self.make()
+        known = {
+            "affiliation": "owner, admin, member, none",
+            "role": "moderator, participant, visitor",
+        }
+        other_kinds = ["1", "0", "1.5", "true", "false", '["owner"]', "[]", '{"a": 1}', "{}"]
+        invalid = {
+            "affiliation": ['"outcast"', '"Owner"', '"moderator"', '""', *other_kinds],
+            "role": ['"none"', '"Moderator"', '"owner"', '""', *other_kinds],
+        }
+        for member, values in invalid.items():
+            for value in values:
+                body = f'{{"allowed": true, "{member}": {value}}}'.encode()
+                self.server.resource.handler = answer(200, body)
+                decision = await auth.authorize(join())
+                self.assertEqual((decision.outcome, decision.kind), ("error", "bad_answer"), body)
+                shown = json.dumps(json.loads(value))
+                self.assertEqual(
+                    decision.reason, f"'{member}' is {shown}, not one of {known[member]}", body
+                )
+                self.assertEqual((decision.affiliation, decision.role), (None, None), body)
+
+    async def test_a_good_member_does_not_save_a_bad_one(self) -> None:
+        # The value is cut short as in the other reasons.
+        body = f'{{"allowed": true, "affiliation": "owner", "role": "{"x" * 100}"}}'.encode()
+        decision = await self.check(answer(200, body))
+        self.assertEqual((decision.outcome, decision.kind), ("error", "bad_answer"))
+        self.assertEqual(
+            decision.reason,
+            f"'role' is \"{'x' * 76}..., not one of moderator, participant, visitor",
+        )
+
+    async def test_a_refusal_ignores_a_standing(self) -> None:
+        auth = self.make()
+        for standing in (
+            '"affiliation": "owner", "role": "moderator"',
+            '"affiliation": "emperor", "role": 7',
+            '"affiliation": null, "role": ["x"]',
+        ):
+            body = f'{{"allowed": false, {standing}, "error": "no"}}'.encode()
+            self.server.resource.handler = answer(200, body)
+            decision = await auth.authorize(join())
+            self.assertEqual((decision.outcome, decision.reason), ("deny", "no"), body)
+            self.assertEqual((decision.affiliation, decision.role), (None, None), body)
 
     async def test_missing_allowed_is_an_error(self) -> None:
         decision = await self.check(answer(200, b'{"error": "who knows"}'))
@@ -475,6 +547,23 @@ class LoggingTests(ServerCase):
         self.assertIn("join deny user=alice@example.org", formatEvent(deny))
         self.assertEqual((error["log_level"], error["kind"]), (LogLevel.debug, "status"))
 
+    async def test_a_bad_standing_is_logged_with_its_reason(self) -> None:
+        logs = LogCapture(self)
+        auth = self.make()
+        self.server.resource.handler = answer(200, b'{"allowed": true, "affiliation": "emperor"}')
+        await auth.authorize(join())
+        self.server.resource.handler = answer(200, b'{"allowed": true, "role": "visitor"}')
+        await auth.authorize(join())
+        bad, good = logs.decisions()
+        reason = "'affiliation' is \"emperor\", not one of owner, admin, member, none"
+        self.assertEqual(
+            (bad["outcome"], bad["kind"], bad["reason"]), ("error", "bad_answer", reason)
+        )
+        self.assertIn(f"reason={reason}", formatEvent(bad))
+        self.assertEqual(
+            (good["outcome"], good["affiliation"], good["role"]), ("allow", None, "visitor")
+        )
+
     async def test_secrets_never_logged(self) -> None:
         logs = LogCapture(self)
         url = self.server.url.replace("http://", "http://user:pa55word@") + "?key=qu3ry-s3cret"
@@ -631,3 +720,10 @@ class InMemoryTests(SynchronousTestCase):
         clock.advance(2)
         self.assertEqual(self.successResultOf(first).kind, "timeout")
         self.assertEqual(self.successResultOf(queued).kind, "timeout")
+
+
+class QuoteTests(SynchronousTestCase):
+    @settings(max_examples=500, deadline=None)
+    @given(st.text(alphabet=st.sampled_from("aZ09_.~-@ %&=/+?#é\u00e9\x00"), max_size=12))
+    def test_as_urllib_quotes(self, value: str) -> None:
+        self.assertEqual(_quote(value), quote(value, safe=""))

@@ -142,7 +142,8 @@ class ServiceTestCase(SynchronousTestCase):
 
     def use_service(self, service: MUCService) -> None:
         self.service = service
-        self.manager = TestableStreamManager()
+        # The manager tracks the service's own iqs (liveness pings) and times them on our clock.
+        self.manager = TestableStreamManager(reactor=self.clock)
         service.setHandlerParent(self.manager)
 
     def check_every_stanza_has_from(self) -> None:
@@ -169,6 +170,10 @@ class ServiceTestCase(SynchronousTestCase):
         self, user: str, nick: str, room: str = ROOM, *, id: str = "j1", inner: str = ""
     ) -> None:
         self.receive(presence(user, f"{room}/{nick}", id=id, inner=inner))
+
+    def leave(self, user: str, nick: str, room: str = ROOM) -> list[domish.Element]:
+        self.receive(presence(user, f"{room}/{nick}", type="unavailable", muc=False))
+        return self.take()
 
     def enter(self, user: str, nick: str, room: str = ROOM, **kw: Any) -> list[domish.Element]:
         """Join and have the gate allow it; returns what was sent."""

@@ -10,7 +10,7 @@ from twisted.words.protocols.jabber.jid import JID
 
 from mucauth.authorize.base import Decision, StaticAuthorizer
 from mucauth.muc.service import DENY_TEXT, FAILURE_TEXT, MUCService
-from mucauth.settings import ErrorCondition, MUCSettings
+from mucauth.settings import ErrorCondition, MUCSettings, RoomDefaults
 from tests.muc.support import (
     ALICE,
     ALICE2,
@@ -128,7 +128,9 @@ class AllowedJoinTests(ServiceTestCase):
 
 class SynchronousAuthorizerTests(ServiceTestCase):
     def test_static_authorizer_answers_at_once(self) -> None:
-        self.use_service(MUCService(StaticAuthorizer(frozenset({"alice@example.org"}))))
+        self.use_service(
+            MUCService(StaticAuthorizer(frozenset({"alice@example.org"})), clock=self.clock)
+        )
         self.join(ALICE, "alice")
         self.assertEqual(codes(self.take()[0]), {110, 201})
         self.join(ALICE2, "alice")
@@ -139,7 +141,7 @@ class SynchronousAuthorizerTests(ServiceTestCase):
 
 
 class NonAnonymousTests(ServiceTestCase):
-    settings = MUCSettings(non_anonymous=True)
+    settings = MUCSettings(rooms=RoomDefaults(non_anonymous=True))
 
     def test_status_100_and_jids_for_everyone(self) -> None:
         self.assertEqual(codes(self.enter(ALICE, "alice")[0]), {100, 110, 201})
@@ -194,7 +196,7 @@ class HistoryTests(ServiceTestCase):
         for i in range(30):
             self.receive(message(ALICE, body=f"x{i}"))
         self.take()
-        self.assertEqual(len(self.history()), MUCSettings().history_size)
+        self.assertEqual(len(self.history()), RoomDefaults().history_length)
 
 
 class RefusalTests(ServiceTestCase):

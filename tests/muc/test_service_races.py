@@ -12,7 +12,7 @@ from twisted.words.protocols.jabber.jid import JID
 from mucauth.authorize.base import Decision, JoinRequest
 from mucauth.muc.room import Room
 from mucauth.muc.service import MUCService
-from mucauth.settings import MUCSettings
+from mucauth.settings import MUCSettings, RoomDefaults
 from tests.muc.support import (
     ALICE,
     ALICE2,
@@ -64,12 +64,16 @@ class PendingTests(ServiceTestCase):
         self.assertEqual(dict(self.service.rooms), {})
         self.flushLoggedErrors()  # outer was already cancelled: the authorizer's problem
 
-    def test_message_while_pending(self) -> None:
+    def test_message_while_pending_waits_for_the_join(self) -> None:
         self.enter(ALICE, "alice")
         self.join(CAROL, "carol")
         self.receive(message(CAROL, id="early"))
-        reply = self.take_one()
-        self.assertEqual((reply["id"], error_of(reply)), ("early", ("modify", "not-acceptable")))
+        self.assertEqual(self.take(), [])
+        self.auth.allow()
+        out = self.take()
+        reflected = [s for s in out if s.name == "message" and s.getAttribute("id") == "early"]
+        self.assertEqual(sorted(m["to"] for m in reflected), [ALICE, CAROL])
+        self.assertEqual(out[-1], reflected[-1], "the message comes after the join sequence")
 
     def test_duplicate_join_coalesced(self) -> None:
         self.join(CAROL, "carol", id="a")
@@ -99,7 +103,7 @@ class PendingTests(ServiceTestCase):
         self.assertEqual(len(self.service.rooms[JID(ROOM)]), 1)
 
     def test_room_filled_while_pending(self) -> None:
-        self.service.settings = MUCSettings(max_occupants=1)
+        self.service.settings = MUCSettings(rooms=RoomDefaults(max_users=1))
         self.join(BOB, "bob")
         self.join(CAROL, "carol")
         self.auth.allow(index=0)

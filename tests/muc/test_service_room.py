@@ -246,22 +246,58 @@ class ErrorFromOccupantTests(TwoOccupants):
         else:
             self.receive(message(BOB, body=None, type="error", inner=err))
 
-    def test_gone_session_is_removed(self) -> None:
+    def test_error_presence_removes_the_session(self) -> None:
+        """XEP-0045 §11.1: the others and the leaver see it go, 307 and 333."""
         self.bounce("recipient-unavailable")
-        [other] = self.take()
-        self.assertEqual((other["to"], other["type"]), (ALICE, "unavailable"))
-        self.assertEqual(codes(other), {307, 333})
+        to_alice, to_bob = sorted(self.take(), key=lambda s: s["to"])
+        self.assertEqual((to_alice["to"], to_alice["type"]), (ALICE, "unavailable"))
+        self.assertEqual(codes(to_alice), {307, 333})
+        self.assertEqual((to_bob["to"], to_bob["type"]), (BOB, "unavailable"))
+        self.assertEqual(codes(to_bob), {110, 307, 333})
         self.assertIsNone(self.service.rooms[JID(ROOM)].occupant_for(JID(BOB)))
+
+    def test_any_error_presence_counts(self) -> None:
+        """Whatever the condition: the user's server has stopped counting the room among the
+        session's presence contacts, and would never tell it the session went away."""
+        self.bounce("undefined-condition")
+        self.assertEqual(len(self.take()), 2)
+        self.assertIsNone(self.service.rooms[JID(ROOM)].occupant_for(JID(BOB)))
+
+    def test_error_presence_without_an_error_child_counts(self) -> None:
+        self.receive(presence(BOB, ROOM + "/bob", type="error", muc=False))
+        self.assertEqual(len(self.take()), 2)
+        self.assertIsNone(self.service.rooms[JID(ROOM)].occupant_for(JID(BOB)))
+
+    def test_the_next_session_is_a_fresh_occupant(self) -> None:
+        self.bounce("bad-request")
+        self.take()
+        out = self.enter("bob@example.org/new", "bob")
+        seen_by_alice = [s for s in out if s["to"] == ALICE]
+        self.assertEqual(
+            [(s.name, s.getAttribute("type")) for s in seen_by_alice], [("presence", None)]
+        )
+        occupant = self.service.rooms[JID(ROOM)].occupant("bob")
+        assert occupant is not None
+        self.assertEqual(occupant.sessions, [JID("bob@example.org/new")])
 
     def test_error_message_also_counts(self) -> None:
         self.bounce("remote-server-not-found", kind="message")
         self.assertEqual(len(self.take()), 1)
 
-    def test_other_errors_ignored_never_answered(self) -> None:
-        self.bounce("bad-request")
+    def test_other_message_errors_ignored_never_answered(self) -> None:
         self.bounce("undefined-condition", kind="message")
+        self.bounce("bad-request", kind="message")
         self.assertEqual(self.take(), [])
         self.assertIsNotNone(self.service.rooms[JID(ROOM)].occupant_for(JID(BOB)))
+
+    def test_error_presence_cancels_a_pending_join(self) -> None:
+        self.join(CAROL, "carol")
+        self.receive(presence(CAROL, ROOM + "/carol", type="error", muc=False))
+        _, asked = self.auth.calls[-1]
+        self.assertTrue(asked.called, "the check was not cancelled")
+        self.assertEqual(self.take(), [])
+        self.assertIsNone(self.service.rooms[JID(ROOM)].occupant("carol"))
+        self.assertEqual(self.service.pending_checks, 0)
 
     def test_error_from_stranger_ignored(self) -> None:
         err = "<error type='cancel'><gone xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>"

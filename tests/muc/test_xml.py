@@ -12,7 +12,7 @@ from twisted.words.protocols.jabber import xmlstream
 from twisted.words.xish import domish
 from wokkel.generic import parseXml
 
-from mucauth.muc.xml import Stanza, serialize
+from mucauth.muc.xml import Stanza, escape_attribute, escape_text, serialize
 
 NAMESPACES = [
     None,
@@ -55,6 +55,19 @@ def as_stanza(element: domish.Element) -> Stanza:
     stanza.localPrefixes = element.localPrefixes
     stanza.children = element.children
     return stanza
+
+
+class EscapeTests(SynchronousTestCase):
+    @settings(max_examples=400, deadline=None)
+    @given(st.text(alphabet=st.sampled_from("ab &<>'\"é;\u00e9z"), max_size=12))
+    def test_as_domish_escapes(self, value: str) -> None:
+        self.assertEqual(escape_text(value), domish.escapeToXml(value))
+        self.assertEqual(escape_attribute(value), domish.escapeToXml(value, isattrib=1))
+
+    def test_plain_text_is_returned_as_is(self) -> None:
+        value = "alice@example.org/phone"
+        self.assertIs(escape_attribute(value), value)
+        self.assertIs(escape_text(value), value)
 
 
 class SameTextTests(SynchronousTestCase):
@@ -131,10 +144,12 @@ class OccupantPresenceTextTests(SynchronousTestCase):
     @given(
         st.lists(trees(), max_size=3),
         st.booleans(),
-        st.sets(st.sampled_from([100, 110, 201, 210, 303, 307, 332, 333])),
+        st.sets(st.sampled_from([100, 110, 201, 210, 301, 303, 307, 321, 322, 332, 333])),
         st.booleans(),
         st.sampled_from([None, "j1", "a'b"]),
         st.sampled_from([None, "new<nick>"]),
+        st.sampled_from([None, "", "Spam & <insults>", 'quote\'d "reason"']),
+        st.sampled_from([None, "mod'<erator>"]),
     )
     def test_unread_text_is_the_tree_s(
         self,
@@ -144,6 +159,8 @@ class OccupantPresenceTextTests(SynchronousTestCase):
         unavailable: bool,
         stanza_id: str | None,
         new_nick: str | None,
+        reason: str | None,
+        actor: str | None,
     ) -> None:
         options = {
             "show_jid": show_jid,
@@ -151,6 +168,8 @@ class OccupantPresenceTextTests(SynchronousTestCase):
             "unavailable": unavailable,
             "stanza_id": stanza_id,
             "new_nick": new_nick,
+            "reason": reason,
+            "actor": actor,
         }
         default, prefixes = STREAM
         for args in ((), (prefixes, 1, default, list(prefixes.values()))):

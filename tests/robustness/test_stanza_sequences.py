@@ -42,7 +42,7 @@ from zope.interface import implementer, provider
 from mucauth.authorize.base import Decision, IJoinAuthorizer, JoinRequest
 from mucauth.authorize.cache import CachingAuthorizer, SingleFlightAuthorizer
 from mucauth.muc.service import MUCService
-from mucauth.settings import MUCSettings
+from mucauth.settings import MUCSettings, RoomDefaults
 from tests.muc.support import NS_MUC, SERVICE, START, codes, iq, message, presence
 
 USERS = (
@@ -187,7 +187,7 @@ SETTINGS = st.builds(
     MUCSettings,
     max_pending_checks=st.integers(1, 6),
     max_pending_per_user=st.integers(1, 3),
-    max_occupants=st.sampled_from([0, 2]),
+    rooms=st.builds(RoomDefaults, max_users=st.sampled_from([0, 2])),
     gate_nick_change=st.booleans(),
 )
 
@@ -207,7 +207,7 @@ class StanzaSequenceTests(SynchronousTestCase):
         service = MUCService(
             front, limits, clock=clock, authorize_registration=authorize_registration
         )
-        manager = wokkel_helpers.TestableStreamManager()
+        manager = wokkel_helpers.TestableStreamManager(reactor=clock)
         service.setHandlerParent(manager)
         run = Run(service, manager, auth, limits, clock=clock, layered=layered)
 

@@ -13,6 +13,8 @@ from typing import Any
 
 from twisted.internet import reactor, task
 from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionDone
+from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 from twisted.web.server import Request
 from wokkel.generic import parseXml
@@ -85,6 +87,9 @@ class GatedMUC:
         )
         self.manager = helpers.TestableStreamManager()
         self.muc.setHandlerParent(self.manager)
+        # The stub stream never closes by itself: end it, as a lost link would, so the
+        # service's timers (the liveness sweep) stop with the test.
+        test.addCleanup(self.muc.connectionLost, Failure(ConnectionDone()))
         if metrics is not None:
             metrics.watch(muc=self.muc, gate=self.gate)
 

@@ -1,0 +1,185 @@
+"""Rooms that last, through the whole real stack: an XMPP server, the example auth service,
+``twistd mucauth`` with its SQLite store, and slixmpp clients; then two mucauth processes on one
+real PostgreSQL behind ejabberd's balancing.
+
+Plain synchronous methods, like tests/test_e2e.py: they run under trial and under pytest.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, ClassVar
+
+from tests.support.postgres import PostgresCluster
+from tests.support.rooms import OWNER, config_iq, is_result, self_item
+from tests.support.shards import Shards
+from tests.support.stack import ClassFixture, Stack
+from tests.support.xmpp import JoinResult, XMPPClient
+
+RULES: dict[str, Any] = {"rules": [{"user": "*", "room": "*"}]}
+
+
+def make_persistent_and_talk(owner: XMPPClient, room: str, subject: str, body: str) -> None:
+    """The owner's part: create, make persistent, set the subject, post, leave."""
+    joined = owner.join(room, "owner")
+    assert joined.ok, joined.describe()
+    assert 201 in joined.status_codes, joined.describe()
+    reply = owner.iq(config_iq(room, persistentroom="1", roomname="Course room"))
+    assert is_result(reply), reply
+    owner.raw(
+        f"<message type='groupchat' to='{room}' id='subj'><subject>{subject}</subject></message>"
+    )
+    owner.send_groupchat(room, body)
+    echo = owner.wait_message(room)
+    assert echo.body == body, echo
+    owner.leave(room)
+
+
+class PersistentRoomTests(ClassFixture):
+    """One server, one mucauth on SQLite; mucauth restarted between the owner and the joiner."""
+
+    server: ClassVar[str] = "prosody"
+    stack: Stack
+
+    @classmethod
+    def start_fixture(cls) -> Stack:
+        stack = Stack(cls.__name__, rules=RULES, server=cls.server)
+        stack.start()
+        return stack
+
+    @classmethod
+    def stop_fixture(cls, fixture: Stack) -> None:
+        fixture.stop()
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.stack = self.fixture()
+        self.alice = self.stack.client("alice")
+        self.bob = self.stack.client("bob")
+
+    def restart_mucauth(self) -> None:
+        assert self.stack.mucauth is not None
+        self.stack.mucauth.stop()  # SIGTERM: a clean stop, the store flushed and closed
+        self.stack.start_mucauth()
+
+    def joined(self, client: XMPPClient, room: str, nick: str) -> JoinResult:
+        result = client.join(room, nick)
+        self.assertTrue(result.ok, result.describe() + "\n" + self.stack.diagnostics())
+        return result
+
+    def test_a_persistent_room_comes_back_after_a_restart(self) -> None:
+        room = self.stack.room("course")
+        make_persistent_and_talk(self.alice, room, "Week 3: graphs", "read chapter 5")
+        self.restart_mucauth()
+        bob = self.joined(self.bob, room, "bob")
+        self.assertNotIn(201, bob.status_codes, bob.describe())
+        self.assertEqual(bob.subject, "Week 3: graphs")
+        self.assertIn("read chapter 5", bob.history)
+        self.assertEqual(self_item(bob)[0], "none")
+        alice = self.joined(self.alice, room, "alice")
+        self.assertEqual(self_item(alice)[0], "owner", alice.describe())
+        info = self.bob.disco_info(room)
+        self.assertIn("muc_persistent", info.features)
+        self.assertNotIn("muc_temporary", info.features)
+        self.alice.leave(room)
+        self.bob.leave(room)
+
+    def test_a_temporary_room_still_disappears(self) -> None:
+        room = self.stack.room("passing")
+        self.joined(self.alice, room, "alice")
+        self.assertIn("muc_temporary", self.alice.disco_info(room).features)
+        self.alice.send_groupchat(room, "anyone?")
+        self.alice.wait_message(room)
+        self.alice.leave(room)
+        info = self.bob.disco_info(room)
+        self.assertEqual(info.condition, "item-not-found", info.xml)
+        self.restart_mucauth()
+        again = self.joined(self.bob, room, "bob")
+        self.assertIn(201, again.status_codes)
+        self.assertEqual(again.history, ())
+        self.bob.leave(room)
+
+    def test_a_destroyed_room_is_gone_for_good(self) -> None:
+        room = self.stack.room("finished")
+        make_persistent_and_talk(self.alice, room, "Last week", "goodbye")
+        self.joined(self.alice, room, "alice")
+        reply = self.alice.iq(
+            f"<iq type='set' to='{room}'><query xmlns='{OWNER}'>"
+            "<destroy><reason>Course over</reason></destroy></query></iq>"
+        )
+        self.assertIn("result", reply)
+        self.restart_mucauth()
+        again = self.joined(self.bob, room, "bob")
+        self.assertIn(201, again.status_codes, again.describe())
+        self.assertNotIn("goodbye", again.history)
+        self.assertNotEqual(again.subject, "Last week")
+        self.bob.leave(room)
+
+
+class PersistentRoomOnEjabberdTests(PersistentRoomTests):
+    server = "ejabberd"
+
+
+class SharedStore:
+    """A throw-away PostgreSQL cluster and two mucauth processes on it behind ejabberd."""
+
+    def __init__(self) -> None:
+        self.postgres = PostgresCluster()
+        self.shards: Shards | None = None
+
+    def start(self) -> SharedStore:
+        try:
+            self.postgres.start()
+            database = self.postgres.create_database()
+            self.shards = Shards(sections={"storage": {"url": self.postgres.url(database)}}).start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        if self.shards is not None:
+            self.shards.stop()
+        self.postgres.stop()
+        self.postgres.remove()
+
+
+class SharedStoreTests(ClassFixture):
+    """Two processes, one PostgreSQL: the rooms of a process that is killed come back with
+    their state when it starts again."""
+
+    @classmethod
+    def start_fixture(cls) -> SharedStore:
+        return SharedStore().start()
+
+    @classmethod
+    def stop_fixture(cls, fixture: SharedStore) -> None:
+        fixture.stop()
+
+    def test_a_killed_process_gets_its_rooms_back_from_the_store(self) -> None:
+        shared: SharedStore = self.fixture()
+        shards = shared.shards
+        assert shards is not None
+        alice, bob = shards.clients["alice"], shards.clients["bob"]
+        rooms = [shards.room(f"kept-{n}") for n in range(6)]
+        for n, room in enumerate(rooms):
+            make_persistent_and_talk(alice, room, f"subject {n}", f"message {n}")
+        owners = {room: shards.owners(room) for room in rooms}
+        for room, found in owners.items():
+            self.assertEqual(len(found), 1, f"{room}: {owners}")
+        victim = owners[rooms[0]][0]
+        victims = [room for room in rooms if owners[room] == [victim]]
+        shards.crash_instance(victim)
+        shards.start_instance(victim)
+        time.sleep(0.5)  # ejabberd routes to the instance once it has its slot back
+        for room in rooms:
+            n = rooms.index(room)
+            result = bob.join(room, "bob")
+            self.assertTrue(result.ok, result.describe() + "\n" + shards.diagnostics())
+            self.assertNotIn(201, result.status_codes, room)
+            self.assertEqual(result.subject, f"subject {n}", room)
+            self.assertIn(f"message {n}", result.history, room)
+            bob.leave(room)
+        # The rooms of the killed process were read back from PostgreSQL by its successor.
+        for room in victims:
+            self.assertEqual(shards.owners(room), [victim], room)
