@@ -126,16 +126,35 @@ class SharedStore:
     def __init__(self) -> None:
         self.postgres = PostgresCluster()
         self.shards: Shards | None = None
+        self.database = ""
 
     def start(self) -> SharedStore:
         try:
             self.postgres.start()
-            database = self.postgres.create_database()
+            self.database = database = self.postgres.create_database()
             self.shards = Shards(sections={"storage": {"url": self.postgres.url(database)}}).start()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def wait_written(self, rooms: list[str], timeout: float = 10.0) -> None:
+        """Writes are write-behind: a process killed before its batch commits loses it. Wait
+        until PostgreSQL has every room's subject and message, so the kill tests the reload and
+        not the race."""
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = self.postgres.execute(
+                self.database,
+                "SELECT r.jid FROM rooms r WHERE r.subject <> '' "
+                "AND EXISTS (SELECT 1 FROM messages m WHERE m.room = r.jid)",
+            )
+            missing = set(rooms) - {row[0] for row in rows}
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not written after {timeout} s: {sorted(missing)}")
+            time.sleep(0.05)
 
     def stop(self) -> None:
         if self.shards is not None:
@@ -169,6 +188,7 @@ class SharedStoreTests(ClassFixture):
             self.assertEqual(len(found), 1, f"{room}: {owners}")
         victim = owners[rooms[0]][0]
         victims = [room for room in rooms if owners[room] == [victim]]
+        shared.wait_written(rooms)
         shards.crash_instance(victim)
         shards.start_instance(victim)
         time.sleep(0.5)  # ejabberd routes to the instance once it has its slot back
