@@ -22,10 +22,13 @@ from zope.interface import Attribute, Interface
 __all__ = [
     "AFFILIATIONS",
     "Affiliation",
+    "ArchivePage",
+    "ArchiveQuery",
     "HistoryRecord",
     "IRoomStore",
     "RoomRecord",
     "StoreError",
+    "UnknownStanzaIdError",
     "check_affiliation",
 ]
 
@@ -37,6 +40,15 @@ AFFILIATIONS: tuple[str, ...] = ("owner", "admin", "member", "outcast")
 
 class StoreError(Exception):
     """The store cannot be used; ``str()`` is one line for an operator, without secrets."""
+
+
+class UnknownStanzaIdError(Exception):
+    """An archive query named a stanza id the room's archive does not hold (XEP-0313 answers
+    it ``item-not-found``)."""
+
+    def __init__(self, stanza_id: str) -> None:
+        super().__init__(f"no message {stanza_id!r} in this archive")
+        self.stanza_id = stanza_id
 
 
 @dataclass(frozen=True)
@@ -57,6 +69,44 @@ class HistoryRecord:
     sender: str
     xml: str
     occupant_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ArchiveQuery:
+    """One page of a room's archive (XEP-0313 filters, XEP-0059 paging), in plain data.
+
+    The filters select the matching messages, in archive order (time, then arrival): ``start``
+    and ``end`` are inclusive bounds in seconds since the epoch; ``nick`` keeps the messages of
+    one occupant nick, ``sender`` those of one bare JID; ``after_id`` and ``before_id`` are
+    exclusive bounds given by stanza id; ``ids``, when not empty, keeps only those ids.
+
+    The page: the first ``limit`` matching messages after ``page_after`` (a stanza id, or from
+    the start); or, when ``page_before`` is set or ``last`` is true, the last ``limit`` before
+    ``page_before`` (or up to the end). A stanza id the archive does not hold, in any of the
+    four id fields, fails the query with :class:`UnknownStanzaIdError`.
+    """
+
+    start: float | None = None
+    end: float | None = None
+    nick: str | None = None
+    sender: str | None = None
+    after_id: str | None = None
+    before_id: str | None = None
+    ids: tuple[str, ...] = ()
+    page_after: str | None = None
+    page_before: str | None = None
+    last: bool = False
+    limit: int = 50
+
+
+@dataclass(frozen=True)
+class ArchivePage:
+    """The answer to an :class:`ArchiveQuery`: its messages oldest first, and ``complete``: no
+    matching message lies beyond this page in the direction it was taken (after its last one
+    when paging forward, before its first one when paging back)."""
+
+    messages: tuple[HistoryRecord, ...]
+    complete: bool
 
 
 @dataclass(frozen=True)
@@ -144,6 +194,31 @@ class IRoomStore(Interface):
 
     def delete_room(jid: str) -> None:  # noqa: N805
         """Remove the room, its affiliations and its messages."""
+
+    # -- the archive (XEP-0313): the room's messages, read page by page
+
+    def query_archive(room: str, query: ArchiveQuery) -> Deferred[ArchivePage]:  # noqa: N805
+        """One page of the room's messages; fails with :class:`UnknownStanzaIdError` as documented
+        on :class:`ArchiveQuery`. Waits for the writes made before it, like every read."""
+
+    def archive_bounds(room: str) -> Deferred[tuple[HistoryRecord, HistoryRecord] | None]:  # noqa: N805
+        """The room's oldest and newest messages (XEP-0313 metadata), or None when it has
+        none."""
+
+    def find_message(room: str, stanza_id: str) -> Deferred[HistoryRecord | None]:  # noqa: N805
+        """The message of that stanza id in the room, or None."""
+
+    def retract_message(room: str, stanza_id: str, xml: str) -> None:  # noqa: N805
+        """Replace the stored stanza of a message by ``xml`` (its tombstone, XEP-0424/0425);
+        its id, time, nick and sender stay, so pages and filters still find it. A message not
+        (or no longer) stored is left alone. Queued and ordered like the other writes: a
+        retraction made after the append it retracts is written after it."""
+
+    def prune_archive(before: float | None, keep: int | None) -> Deferred[int]:  # noqa: N805
+        """Retention: remove, in every room, the messages older than ``before`` (seconds since
+        the epoch) and all but the newest ``keep`` of each room; None leaves that rule out.
+        Fires with how many messages were removed. Runs in small transactions so the writes
+        of the rooms are never held up for long."""
 
 
 def check_affiliation(affiliation: str) -> None:
