@@ -13,10 +13,13 @@ from typing import Any
 from mucauth.settings import StorageSettings
 from mucauth.store.base import (
     AFFILIATIONS,
+    ArchivePage,
+    ArchiveQuery,
     HistoryRecord,
     IRoomStore,
     RoomRecord,
     StoreError,
+    UnknownStanzaIdError,
 )
 from mucauth.store.dialects import Database, PostgresDatabase, SQLiteDatabase
 from mucauth.store.memory import MemoryRoomStore
@@ -25,12 +28,15 @@ from mucauth.store.sql import SQLRoomStore
 
 __all__ = [
     "AFFILIATIONS",
+    "ArchivePage",
+    "ArchiveQuery",
     "HistoryRecord",
     "IRoomStore",
     "MemoryRoomStore",
     "RoomRecord",
     "SQLRoomStore",
     "StoreError",
+    "UnknownStanzaIdError",
     "build_store",
     "database_for",
     "prepare_database",

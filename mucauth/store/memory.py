@@ -3,13 +3,17 @@
 Same semantics as the SQL store, table for table: a room's settings, its affiliations and its
 messages are kept apart (affiliations or messages of a room never saved are kept, and show once
 it is saved), upserts keep ``created``, ``"none"`` removes an affiliation, ``keep`` trims, the
-first message of a ``stanza_id`` wins. Every write is applied at once: ``pending_writes`` is
+first message of a ``stanza_id`` wins. The archive pages each room's list with the same
+:func:`~mucauth.store.archive.select_page` the SQL store uses for ``ids`` queries, so the two
+agree on every filter (a message's position is its place in the list: time, then arrival).
+Every write is applied at once: ``pending_writes`` is
 always 0 and every Deferred has already fired, so tests on ``SynchronousTestCase`` need no
 reactor.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -18,11 +22,15 @@ from typing import Any
 from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
+from mucauth.store.archive import check_query, named_ids, select_page
 from mucauth.store.base import (
+    ArchivePage,
+    ArchiveQuery,
     HistoryRecord,
     IRoomStore,
     RoomRecord,
     StoreError,
+    UnknownStanzaIdError,
     check_affiliation,
 )
 
@@ -126,3 +134,62 @@ class MemoryRoomStore:
         self._rooms.pop(jid, None)
         self._affiliations.pop(jid, None)
         self._messages.pop(jid, None)
+
+    # -- the archive ---------------------------------------------------------------------------
+
+    def query_archive(self, room: str, query: ArchiveQuery) -> Deferred[ArchivePage]:
+        check_query(query)
+        if not self._open:
+            return fail(StoreError("the room store is not open"))
+        messages = self._messages.get(room, [])
+        positions: dict[str, int] = {}
+        for stanza_id in named_ids(query):
+            index = self._index_of(messages, stanza_id)
+            if index is None:
+                return fail(UnknownStanzaIdError(stanza_id))
+            positions[stanza_id] = index
+        return succeed(select_page(enumerate(messages), query, positions))
+
+    def archive_bounds(self, room: str) -> Deferred[tuple[HistoryRecord, HistoryRecord] | None]:
+        if not self._open:
+            return fail(StoreError("the room store is not open"))
+        messages = self._messages.get(room)
+        return succeed((messages[0], messages[-1]) if messages else None)
+
+    def find_message(self, room: str, stanza_id: str) -> Deferred[HistoryRecord | None]:
+        if not self._open:
+            return fail(StoreError("the room store is not open"))
+        messages = self._messages.get(room, [])
+        index = self._index_of(messages, stanza_id)
+        return succeed(None if index is None else messages[index])
+
+    def retract_message(self, room: str, stanza_id: str, xml: str) -> None:
+        messages = self._messages.get(room, [])
+        index = self._index_of(messages, stanza_id)
+        if index is not None:
+            messages[index] = dataclasses.replace(messages[index], xml=xml)
+
+    def prune_archive(self, before: float | None, keep: int | None) -> Deferred[int]:
+        if keep is not None and keep < 0:
+            raise ValueError(f"keep must be 0 or more, or None, not {keep}")
+        if not self._open:
+            return fail(StoreError("the room store is not open"))
+        removed = 0
+        for messages in self._messages.values():
+            # Sorted by time: what goes is a prefix, the older messages, as in the SQL store.
+            cut = 0
+            if before is not None:
+                while cut < len(messages) and messages[cut].timestamp < before:
+                    cut += 1
+            if keep is not None:
+                cut = max(cut, len(messages) - keep)
+            del messages[:cut]
+            removed += cut
+        return succeed(removed)
+
+    @staticmethod
+    def _index_of(messages: list[HistoryRecord], stanza_id: str) -> int | None:
+        for index, record in enumerate(messages):
+            if record.stanza_id == stanza_id:
+                return index
+        return None
