@@ -25,7 +25,7 @@ from mucauth.muc.room import Occupant, Room
 from mucauth.muc.xml import LazyStanza, Stanza, escape_attribute, escape_text
 from mucauth.settings import ErrorCondition
 
-NS_OCCUPANT_ID = "urn:xmpp:occupant-id"
+NS_OCCUPANT_ID = "urn:xmpp:occupant-id:0"
 
 REALJID_PUBLIC = STATUS_CODE.REALJID_PUBLIC.value  # 100
 SELF_PRESENCE = STATUS_CODE.SELF_PRESENCE.value  # 110

@@ -20,7 +20,7 @@ ROOM = "room@" + SERVICE
 NS_MUC = "http://jabber.org/protocol/muc"
 NS_USER = NS_MUC + "#user"
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
-NS_OID = "urn:xmpp:occupant-id"
+NS_OID = "urn:xmpp:occupant-id:0"
 PING = "<ping xmlns='urn:xmpp:ping'/>"
 ALICE = "alice@example.org/phone"
 ALICE2 = "alice@example.org/laptop"

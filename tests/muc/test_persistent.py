@@ -163,7 +163,7 @@ class AcrossRestartTests(PersistentTestCase):
 
         def own_id(sent: list[domish.Element]) -> str:
             [own] = [s for s in sent if s.name == "presence"]
-            [oid] = list(own.elements("urn:xmpp:occupant-id", "occupant-id"))
+            [oid] = list(own.elements("urn:xmpp:occupant-id:0", "occupant-id"))
             return str(oid["id"])
 
         self.assertEqual(own_id(first), own_id(again))

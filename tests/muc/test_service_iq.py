@@ -47,7 +47,7 @@ class ServiceDiscoTests(ServiceTestCase):
             "http://jabber.org/protocol/disco#items",
             "urn:xmpp:ping",
             "http://jabber.org/protocol/muc#stable_id",
-            "urn:xmpp:occupant-id",
+            "urn:xmpp:occupant-id:0",
         ):
             self.assertIn(feature, found.features)
 
@@ -91,7 +91,7 @@ class RoomDiscoTests(ServiceTestCase):
         for feature in (
             "http://jabber.org/protocol/muc",
             "http://jabber.org/protocol/muc#stable_id",
-            "urn:xmpp:occupant-id",
+            "urn:xmpp:occupant-id:0",
             "muc_public",
             "muc_open",
             "muc_unmoderated",

@@ -165,7 +165,7 @@ class MessageTests(SynchronousTestCase):
     def test_client_children_drop_forgeries(self) -> None:
         msg = parseXml(
             "<message xmlns='jabber:component:accept'><body>hi</body>"
-            "<occupant-id xmlns='urn:xmpp:occupant-id' id='fake'/>"
+            "<occupant-id xmlns='urn:xmpp:occupant-id:0' id='fake'/>"
             "<x xmlns='http://jabber.org/protocol/muc#user'/></message>"
         )
         self.assertEqual([c.name for c in stanzas.client_children(msg)], ["body"])

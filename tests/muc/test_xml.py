@@ -104,12 +104,12 @@ class SameTextTests(SynchronousTestCase):
         stream.makeConnection(transport)
         presence = Stanza((None, "presence"))
         presence["from"] = "room@rooms.example.org/bob's"
-        presence.addElement(("urn:xmpp:occupant-id", "occupant-id"))["id"] = "a<b"
+        presence.addElement(("urn:xmpp:occupant-id:0", "occupant-id"))["id"] = "a<b"
         stream.send(presence)
         self.assertEqual(
             transport.value().decode(),
             "<presence from='room@rooms.example.org/bob&apos;s'>"
-            "<occupant-id xmlns='urn:xmpp:occupant-id' id='a&lt;b'/></presence>",
+            "<occupant-id xmlns='urn:xmpp:occupant-id:0' id='a&lt;b'/></presence>",
         )
 
     def test_partial_rendering_is_domish_s(self) -> None:
