@@ -26,6 +26,7 @@ from twisted.words.protocols.jabber.xmpp_stringprep import nameprep, nodeprep
 from mucauth.conditions import ERROR_TYPES, RFC6120_CONDITIONS
 from mucauth.settings import (
     ALLOW_PM,
+    ArchiveSettings,
     ComponentSettings,
     ErrorCondition,
     HTTPAuthSettings,
@@ -87,8 +88,11 @@ SECTIONS: Mapping[str, frozenset[str]] = {
             "cache_ttl",
         }
     ),
-    "muc": frozenset(f.name for f in dataclasses.fields(MUCSettings) if f.name != "rooms")
+    "muc": frozenset(
+        f.name for f in dataclasses.fields(MUCSettings) if f.name not in ("rooms", "archive")
+    )
     | frozenset(OLD_ROOM_KEYS),
+    "archive": frozenset(f.name for f in dataclasses.fields(ArchiveSettings)),
     "rooms": frozenset(f.name for f in dataclasses.fields(RoomDefaults)),
     "log": frozenset({"level", "format"}),
     "metrics": frozenset({"port", "interface"}),
@@ -371,9 +375,24 @@ class _Reader:
     def _muc(self, s: _Section) -> MUCSettings:
         values: dict[str, Any] = {}
         for f in dataclasses.fields(MUCSettings):
-            if f.name != "rooms":
+            if f.name not in ("rooms", "archive"):
                 values[f.name] = s.get(f.name, _converter_for(f), _default_of(f))
-        return MUCSettings(**values, rooms=self._rooms(self.section("rooms"), s))
+        return MUCSettings(
+            **values,
+            rooms=self._rooms(self.section("rooms"), s),
+            archive=self._archive(self.section("archive")),
+        )
+
+    def _archive(self, s: _Section) -> ArchiveSettings:
+        defaults = _defaults(ArchiveSettings)
+        return ArchiveSettings(
+            max_age=s.get("max_age", _duration, defaults["max_age"]),
+            max_messages=s.get("max_messages", _integer_at_least(0), defaults["max_messages"]),
+            prune_interval=s.get(
+                "prune_interval", _duration_at_least(1), defaults["prune_interval"]
+            ),
+            max_page=s.get("max_page", _integer_at_least(1), defaults["max_page"]),
+        )
 
     def _rooms(self, s: _Section, muc: _Section) -> RoomDefaults:
         fields = {f.name: f for f in dataclasses.fields(RoomDefaults)}
@@ -509,6 +528,35 @@ def _non_negative_number(value: str) -> float:
     if number < 0:
         raise _InvalidValueError(f"must be zero or more, not {value}")
     return number
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _duration(value: str) -> float:
+    """Seconds, or a number with a unit: ``90s``, ``15m``, ``12h``, ``30d``, ``2w``."""
+    text = value.strip().lower()
+    unit = _DURATION_UNITS.get(text[-1:]) if text else None
+    number = text[:-1] if unit is not None else text
+    try:
+        seconds = float(number) * (unit or 1)
+    except ValueError:
+        raise _InvalidValueError(
+            f"not a duration: {value!r} (seconds, or a number with s, m, h, d or w)"
+        ) from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise _InvalidValueError(f"must be 0 or more, not {value!r}")
+    return seconds
+
+
+def _duration_at_least(minimum: float) -> Callable[[str], float]:
+    def convert(value: str) -> float:
+        seconds = _duration(value)
+        if seconds < minimum:
+            raise _InvalidValueError(f"must be at least {minimum:g} s, not {value!r}")
+        return seconds
+
+    return convert
 
 
 def _integer(value: str) -> int:

@@ -116,6 +116,18 @@ class RoomDefaults:
 
 
 @dataclass(frozen=True)
+class ArchiveSettings:
+    """The message archive of rooms that log ([archive] in tap.conf; which rooms log is their
+    ``enablelogging`` setting, [rooms] logging for new ones). Kept in the room store, so
+    persistent rooms only: a temporary room's messages go with it."""
+
+    max_age: float = 0.0  # seconds a message is kept; 0 = for ever
+    max_messages: int = 0  # messages kept per room, the newest; 0 = no limit
+    prune_interval: float = 3600.0  # seconds between retention passes (the first one too)
+    max_page: int = 100  # the most messages one archive query returns (RSM <max/> above is cut)
+
+
+@dataclass(frozen=True)
 class MUCSettings:
     service_name: str = "Chatrooms"
     max_nick_length: int = 64  # characters, after resourceprep
@@ -136,6 +148,7 @@ class MUCSettings:
     # Seconds a stanza to a stored room waits for the room to be read from the store.
     load_timeout: float = 10.0
     rooms: RoomDefaults = field(default_factory=RoomDefaults)
+    archive: ArchiveSettings = field(default_factory=ArchiveSettings)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,15 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.words.protocols.jabber.jid import JID
 
 from mucauth.config import ConfigError, load_settings
-from mucauth.settings import ErrorCondition, MUCSettings, RoomDefaults, RoomScope, Secret, Settings
+from mucauth.settings import (
+    ArchiveSettings,
+    ErrorCondition,
+    MUCSettings,
+    RoomDefaults,
+    RoomScope,
+    Secret,
+    Settings,
+)
 from tests.support.certs import self_signed
 
 COMPONENT_SECRET = "c0mp0nent-S3CRET-value"
@@ -778,13 +786,51 @@ class MUCLogMetricsErrorTests(ConfigTestCase):
 
     def test_every_muc_field_is_a_key(self) -> None:
         for f in dataclasses.fields(MUCSettings):
-            if f.name == "rooms":
+            if f.name in ("rooms", "archive"):  # sections of their own
                 continue
             # Each key is accepted with its own default written out.
             value = getattr(MUCSettings(), f.name)
             written = str(value).lower() if isinstance(value, bool) else str(value)
             s = self.load(self.with_("muc", f"{f.name} = {written}"))
             self.assertEqual(getattr(s.muc, f.name), value, f.name)
+
+    def test_archive_keys(self) -> None:
+        s = self.load(
+            self.with_(
+                "archive", "max_age = 30d\nmax_messages = 5000\nprune_interval = 15m\nmax_page = 50"
+            )
+        )
+        self.assertEqual(
+            s.muc.archive,
+            ArchiveSettings(
+                max_age=30 * 86400, max_messages=5000, prune_interval=900.0, max_page=50
+            ),
+        )
+        self.assertEqual(self.load(self.with_("archive", "max_age = 90")).muc.archive.max_age, 90)
+        self.assertEqual(self.load(MINIMAL).muc.archive, ArchiveSettings())
+
+    def test_archive_errors(self) -> None:
+        self.assertEqual(
+            self.error(self.with_("archive", "max_age = a month")),
+            "tap.conf: [archive] max_age: not a duration: 'a month'"
+            " (seconds, or a number with s, m, h, d or w)",
+        )
+        self.assertEqual(
+            self.error(self.with_("archive", "max_age = -1d")),
+            "tap.conf: [archive] max_age: must be 0 or more, not '-1d'",
+        )
+        self.assertEqual(
+            self.error(self.with_("archive", "prune_interval = 0")),
+            "tap.conf: [archive] prune_interval: must be at least 1 s, not '0'",
+        )
+        self.assertEqual(
+            self.error(self.with_("archive", "max_page = 0")),
+            "tap.conf: [archive] max_page: must be 1 or more, not 0",
+        )
+        self.assertIn(
+            "unknown key",
+            self.error(self.with_("archive", "max_days = 3")),
+        )
 
     def test_muc_integer(self) -> None:
         self.assertEqual(

@@ -41,14 +41,15 @@ class JoinRequest:
 
     ``user`` is the full JID of the joining session (the HTTP contract sends its bare form),
     ``room`` the bare room JID, ``nick`` the requested nickname. ``action`` is ``"join"`` for a
-    room entry and ``"register"`` for a jabber:iq:register request (authorize_registration).
+    room entry, ``"register"`` for a jabber:iq:register request (authorize_registration) and
+    ``"mam"`` for an archive query from someone not in the room (``nick`` is then empty).
     """
 
     user: JID
     room: JID
     nick: str
     stanza_id: str | None = None
-    action: Literal["join", "register"] = "join"
+    action: Literal["join", "register", "mam"] = "join"
 
     @property
     def key(self) -> tuple[str, str, str, str]:

@@ -28,7 +28,9 @@ from wokkel.muc import NS_MUC, NS_MUC_ROOMINFO
 from wokkel.ping import NS_PING
 
 from mucauth.muc import errors
+from mucauth.muc.archive import NS_MAM, NS_MAM_EXTENDED, NS_STANZA_ID, archives
 from mucauth.muc.core import Core
+from mucauth.muc.retraction import NS_MODERATE
 from mucauth.muc.room import Room
 from mucauth.muc.stanzas import NS_OCCUPANT_ID
 
@@ -44,7 +46,9 @@ def service_info(name: str) -> list[InfoItem]:
     return [DiscoIdentity("conference", "text", name), *(DiscoFeature(f) for f in features)]
 
 
-def room_info(room: Room) -> list[InfoItem]:
+def room_info(room: Room, archived: bool = False) -> list[InfoItem]:
+    """``archived``: the room keeps an archive (``archive.archives``), so it offers MAM,
+    stanza ids and moderated retraction."""
     config = room.config
     features = [
         NS_MUC,
@@ -59,6 +63,8 @@ def room_info(room: Room) -> list[InfoItem]:
         "muc_persistent" if config.persistent else "muc_temporary",
         "muc_passwordprotected" if config.password_protected else "muc_unsecured",
     ]
+    if archived:
+        features += [NS_MAM, NS_MAM_EXTENDED, NS_STANZA_ID, NS_MODERATE]
     form = data_form.Form(
         "result",
         formNamespace=NS_MUC_ROOMINFO,
@@ -108,7 +114,7 @@ class Disco:
         room = self._core.rooms.get(JID(tuple=(target.user, target.host, None)))
         if room is None:
             raise errors.RoomNotFound("No such room")
-        return room_info(room)
+        return room_info(room, archives(room, self._core))
 
     def items(self, target: JID, node: str = "") -> list[DiscoItem] | Deferred[list[DiscoItem]]:
         """The public rooms (a Deferred when some are only in the store), or a room's none."""

@@ -130,3 +130,9 @@ class RelayTimeout(MUCError):
     """An iq relayed to an occupant was not answered in time (relay.py)."""
 
     default_text = "The occupant did not answer"
+
+
+class NoSuchMessage(MUCError):
+    """An archive query or a moderation names a stanza id the room does not hold."""
+
+    default_text = "No such message in this room"

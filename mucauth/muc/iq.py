@@ -1,9 +1,12 @@
 """Iqs to the service, to rooms and to occupants: disco, ping (XEP-0199, XEP-0410 self-ping),
-the owner's form (``owner.py``), moderation (``admin.py``), in-room registration, which the gate
-may guard, and iqs between occupants (``relay.py``).
+the owner's form (``owner.py``), moderation (``admin.py``), the archive (``archive.py``) and
+its moderation (``retraction.py``), in-room registration, which the gate may guard, and iqs
+between occupants (``relay.py``).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
@@ -16,6 +19,7 @@ from wokkel.ping import NS_PING
 from mucauth.authorize.base import JoinRequest
 from mucauth.muc import errors
 from mucauth.muc.admin import Moderation
+from mucauth.muc.archive import NS_MAM, Archive
 from mucauth.muc.core import Context, Core
 from mucauth.muc.disco import Disco, is_disco
 from mucauth.muc.incoming import child_ns
@@ -23,6 +27,7 @@ from mucauth.muc.join import JoinGate, Pending
 from mucauth.muc.owner import ConfigChange, Destroy, owner_request
 from mucauth.muc.presence import Presences
 from mucauth.muc.relay import IqRelay
+from mucauth.muc.retraction import NS_MODERATE, Retractions
 from mucauth.muc.room import Room
 
 __all__ = ["IQs"]
@@ -30,7 +35,7 @@ __all__ = ["IQs"]
 # A handler's answer: a payload for the result, None for an empty result, NO_REPLY when the
 # answer comes later (a registration waiting for the gate), or a Deferred of a payload (a
 # list read from the store).
-Answer = domish.Element | bool | None | Deferred[domish.Element]
+Answer = domish.Element | bool | None | Deferred[Any]
 NO_REPLY = False
 
 
@@ -53,6 +58,8 @@ class IQs:
         self._presences = presences
         self._moderation = moderation
         self._relay = IqRelay(core)
+        self._archive = Archive(core, gate, self._answer_later)
+        self._retractions = Retractions(core)
         self.authorize_registration = authorize_registration
 
     def on_iq(self, iq: domish.Element, context: Context) -> None:
@@ -74,10 +81,13 @@ class IQs:
         else:
             result = self._occupant_iq(iq, kind, payload, context)
         if isinstance(result, Deferred):
-            result.addCallback(self._reply, iq)
-            result.addErrback(self._failed, iq, context)
+            self._answer_later(result, iq, context)
         elif result is not NO_REPLY:
             self._reply(result, iq)  # type: ignore[arg-type]
+
+    def _answer_later(self, result: Deferred[Any], iq: domish.Element, context: Context) -> None:
+        result.addCallback(self._reply, iq)
+        result.addErrback(self._failed, iq, context)
 
     def _reply(self, payload: domish.Element | None, iq: domish.Element) -> None:
         reply = toResponse(iq, "result")
@@ -118,6 +128,10 @@ class IQs:
             return self._owner(kind, payload, context, room)
         if payload.uri == NS_MUC_ADMIN:
             return self._moderation.on_admin(kind, payload, room, context.sender)
+        if payload.uri == NS_MAM:
+            return self._archive.on_iq(iq, kind, payload, context, room)
+        if payload.uri == NS_MODERATE:
+            return self._retractions.on_moderate(kind, payload, context, room)
         raise errors.UnsupportedNamespace()
 
     def _owner(

@@ -5,10 +5,13 @@ occupants are presence business (``presence.py``): the service routes them there
 
 from __future__ import annotations
 
+import uuid
+
 from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 
 from mucauth.muc import errors, stanzas
+from mucauth.muc.archive import archives, stanza_id_element
 from mucauth.muc.core import Context, Core
 from mucauth.muc.incoming import child
 from mucauth.muc.join import JoinGate
@@ -69,6 +72,12 @@ class Messages:
         stanza_id = message.getAttribute("id")
         subject = child(message, "subject")
         body = child(message, "body")
+        archive_id = None
+        if body is not None and archives(room, core):
+            # XEP-0359: the room's own id for the message, by which the archive pages and
+            # moderators retract (client_children dropped any a client forged).
+            archive_id = uuid.uuid4().hex
+            children.append(stanza_id_element(room, archive_id))
         if subject is not None and body is None:
             room.set_subject(context.sender, str(subject))
             if core.keeper is not None:
@@ -86,7 +95,7 @@ class Messages:
                 core.now(),
                 occupant.nick,
                 occupant.occupant_id,
-                Stored(children, stanza_id),
+                Stored(children, stanza_id, archive_id),
                 sizes[0] if sizes else 0,
             )
             room.add_history(entry)

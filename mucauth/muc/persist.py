@@ -44,7 +44,16 @@ from mucauth.muc.room import Affiliation, HistoryEntry, Room, RoomConfig, Subjec
 from mucauth.muc.xml import escape_attribute
 from mucauth.store.base import HistoryRecord, IRoomStore, RoomRecord
 
-__all__ = ["MAX_WAITING", "Keeper", "Stored", "config_record", "restore_room"]
+__all__ = [
+    "MAX_WAITING",
+    "Keeper",
+    "Stored",
+    "config_record",
+    "message_xml",
+    "parse_message",
+    "restore_room",
+    "restored_entry",
+]
 
 # Stanzas one room's read may hold; past that the room is being flooded while the store is slow.
 MAX_WAITING = 500
@@ -55,10 +64,13 @@ _SALT = "occupant_id_salt"
 
 @dataclasses.dataclass(frozen=True)
 class Stored:
-    """A history message as reflected: its children (shared, never mutated) and id."""
+    """A history message as reflected: its children (shared, never mutated), the sender's id
+    and, in a room that archives, the id the room gave it (its ``<stanza-id/>``, among the
+    children too)."""
 
     children: list[domish.Element]
     stanza_id: str | None
+    archive_id: str | None = None
 
 
 def config_record(room: Room) -> dict[str, Any]:
@@ -102,6 +114,18 @@ def parse_message(xml: str) -> Stored:
     return Stored(children, stanza_id)
 
 
+def restored_entry(message: HistoryRecord) -> HistoryEntry:
+    """A stored message as a history entry, its archive id kept (moderation looks it up)."""
+    stored = parse_message(message.xml)
+    return HistoryEntry(
+        datetime.fromtimestamp(message.timestamp, UTC),
+        message.nick,
+        message.occupant_id or "",
+        Stored(stored.children, stored.stanza_id, message.stanza_id),
+        len(message.xml),
+    )
+
+
 def restore_room(record: RoomRecord) -> Room:
     """A stored room as it was: settings, affiliations, subject, the last messages."""
     config = _config(record.config)
@@ -126,16 +150,10 @@ def restore_room(record: RoomRecord) -> Room:
     if record.subject:
         room.subject = Subject(record.subject, record.subject_nick or None)
     keep = config.history_length
-    for message in record.history[-keep:] if keep > 0 else ():
-        room.add_history(
-            HistoryEntry(
-                datetime.fromtimestamp(message.timestamp, UTC),
-                message.nick,
-                message.occupant_id or "",
-                parse_message(message.xml),
-                len(message.xml),
-            )
-        )
+    # The room's own notices (a retraction's) are in the archive, not in the history.
+    spoken = [message for message in record.history if message.nick]
+    for message in spoken[-keep:] if keep > 0 else ():
+        room.add_history(restored_entry(message))
     return room
 
 
@@ -313,7 +331,8 @@ class Keeper:
             self._store.set_affiliation(room.jid.userhost(), bare, affiliation)
 
     def message(self, room: Room, entry: HistoryEntry, sender: JID) -> None:
-        """A message added to the room's history, kept when the room is persistent."""
+        """A message added to the room's history (or, with no nick, a notice of the room's
+        own), kept when the room is persistent: all of them when it archives."""
         if not room.config.persistent:
             return
         stored: Stored = entry.payload  # type: ignore[assignment]
@@ -321,7 +340,7 @@ class Keeper:
         self._store.append_message(
             room.jid.userhost(),
             HistoryRecord(
-                stanza_id=uuid.uuid4().hex,
+                stanza_id=stored.archive_id or uuid.uuid4().hex,
                 timestamp=entry.stamp.timestamp(),
                 nick=entry.nick,
                 sender=sender.userhost(),
@@ -330,6 +349,13 @@ class Keeper:
             ),
             None if config.logging else config.history_length,
         )
+
+    def retract(self, room: Room, archive_id: str, children: list[domish.Element]) -> None:
+        """A message's tombstone in place of its stored text (XEP-0425)."""
+        if room.config.persistent:
+            self._store.retract_message(
+                room.jid.userhost(), archive_id, message_xml(None, children)
+            )
 
     def forget(self, room: Room) -> None:
         """Out of the store: the room was destroyed or made temporary."""

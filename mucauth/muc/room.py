@@ -12,7 +12,7 @@ import hmac
 import secrets
 import unicodedata
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -401,6 +401,27 @@ class Room:
 
     def add_history(self, entry: HistoryEntry) -> None:
         self._history.append(entry)
+
+    def find_history(self, predicate: Callable[[HistoryEntry], bool]) -> HistoryEntry | None:
+        """The newest kept entry ``predicate`` accepts (a moderator retracts recent ones)."""
+        for entry in reversed(self._history):
+            if predicate(entry):
+                return entry
+        return None
+
+    def replace_history(self, old: HistoryEntry, new: HistoryEntry) -> bool:
+        """Put ``new`` in ``old``'s place (a retracted message's tombstone); False if ``old``
+        is no longer kept."""
+        for index, entry in enumerate(self._history):
+            if entry is old:
+                self._history[index] = new
+                return True
+        return False
+
+    def drop_history_before(self, moment: datetime) -> None:
+        """Forget entries older than ``moment`` (the archive's retention)."""
+        while self._history and self._history[0].stamp < moment:
+            self._history.popleft()
 
     def set_history_length(self, length: int) -> None:
         """Keep at most ``length`` messages from now on (the newest, when there were more)."""

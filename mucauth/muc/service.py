@@ -6,7 +6,8 @@ exceptions out of the stream, and hands each stanza to the part that owns it:
 
     presence  -> presence.py   (enter, update, nick change, leave, broadcast)
     message   -> messages.py   (groupchat, subject, private messages)
-    iq        -> iq.py         (disco.py, ping, owner.py's form, registration)
+    iq        -> iq.py         (disco.py, ping, owner.py's form, admin.py, archive.py,
+                                retraction.py, registration)
 
 Every join, gated nick change and registration is decided in ``join.py`` (pending checks, the
 queue of ``queue.py``, the authorizer). Room rules are ``room.py``'s, stanza shapes
@@ -44,6 +45,7 @@ from mucauth.muc.messages import Messages
 from mucauth.muc.persist import Keeper
 from mucauth.muc.presence import Presences
 from mucauth.muc.requests import RoomRequests
+from mucauth.muc.retention import Retention
 from mucauth.muc.room import Room
 from mucauth.settings import ErrorCondition, MUCSettings
 from mucauth.store.base import IRoomStore
@@ -111,6 +113,7 @@ class MUCService(XMPPHandler):
         moderation = Moderation(self._core, self._presences)
         self._messages = Messages(self._core, self._gate, RoomRequests(self._core, moderation))
         self._disco = Disco(self._core)
+        self._retention = Retention(self._core)
         self._iqs = IQs(
             self._core,
             self._gate,
@@ -201,6 +204,7 @@ class MUCService(XMPPHandler):
         Pending joins are answered too, so no client waits for a room that will not come.
         """
         self._liveness.stop()
+        self._retention.stop()
         self._presences.shutdown_notices()
         for pending in self._gate.cancel_all():
             self._gate.refuse_all(pending, errors.ShuttingDown())
@@ -214,12 +218,14 @@ class MUCService(XMPPHandler):
         self._liveness.start()
         if self._core.keeper is not None:
             self._core.keeper.start()
+            self._retention.start()
 
     def connectionLost(self, reason: Failure) -> None:
         """Rooms do not survive the link: clients find out by self-ping and rejoin (and pass
         the gate again). Pending checks are cancelled; their answers could not be delivered."""
         self._gate.cancel_all()
         self._liveness.stop()
+        self._retention.stop()
         if self._core.keeper is not None:
             self._core.keeper.reset()
         self._iqs.reset()

@@ -26,6 +26,8 @@ from mucauth.muc.xml import LazyStanza, Stanza, escape_attribute, escape_text
 from mucauth.settings import ErrorCondition
 
 NS_OCCUPANT_ID = "urn:xmpp:occupant-id:0"
+NS_SID = "urn:xmpp:sid:0"
+_DROPPED = frozenset({NS_MUC, NS_MUC_USER, NS_OCCUPANT_ID, "urn:xmpp:delay"})
 
 REALJID_PUBLIC = STATUS_CODE.REALJID_PUBLIC.value  # 100
 SELF_PRESENCE = STATUS_CODE.SELF_PRESENCE.value  # 110
@@ -64,6 +66,7 @@ CONDITIONS: dict[type[errors.MUCError], tuple[str, str]] = {
     errors.NotAllowed: ("not-allowed", "cancel"),
     errors.RelayTimeout: ("remote-server-timeout", "wait"),
     errors.RegistrationRequired: ("registration-required", "auth"),
+    errors.NoSuchMessage: ("item-not-found", "cancel"),
 }
 
 INTERNAL = ErrorCondition("cancel", "internal-server-error")
@@ -349,14 +352,16 @@ def private_message(
 def client_children(stanza: domish.Element) -> list[domish.Element]:
     """A client stanza's children we may pass on.
 
-    Dropped: the join's muc ``<x/>`` (it may hold a password), any ``muc#user`` ``<x/>`` and
-    ``<occupant-id/>`` a client tried to forge, ``<delay/>`` and the client's own error children.
+    Dropped: the join's muc ``<x/>`` (it may hold a password), any ``muc#user`` ``<x/>``,
+    ``<occupant-id/>`` and ``<stanza-id/>`` (XEP-0359: only the room gives ids to what it
+    sends) a client tried to forge, ``<delay/>`` and the client's own error children. A
+    client's ``<origin-id/>`` is its own and is kept.
     """
     kept = []
     for child in stanza.elements():
-        if child.uri in (NS_MUC, NS_MUC_USER, NS_OCCUPANT_ID, "urn:xmpp:delay"):
+        if child.uri in _DROPPED:
             continue
-        if child.name == "error":
+        if child.name == "error" or (child.name == "stanza-id" and child.uri == NS_SID):
             continue
         kept.append(child)
     return kept
