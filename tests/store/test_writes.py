@@ -1,5 +1,5 @@
 """The write-behind queue alone, on a fake database and a fake clock: batches, coalescing,
-order, retries with backoff, the pending bound, refused writes, flush."""
+order, retries with backoff, the pending bound, refused writes, flush, the batch delay."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ class WriteQueueTests(SynchronousTestCase):
         self.db = FakeDatabase()
         self.queue = self.make_queue()
 
-    def make_queue(self, max_pending: int = 1000) -> WriteQueue:
+    def make_queue(self, max_pending: int = 1000, batch_delay: float = 0.0) -> WriteQueue:
         return WriteQueue(
             self.db,
             self.clock,
@@ -57,6 +57,7 @@ class WriteQueueTests(SynchronousTestCase):
             where="test",
             retry_first=0.5,
             retry_max=4.0,
+            batch_delay=batch_delay,
         )
 
     def test_writes_of_one_turn_are_one_batch_in_order(self) -> None:
@@ -203,3 +204,94 @@ class WriteQueueTests(SynchronousTestCase):
         self.assertEqual(len(self.db.batches), 1)
         self.queue.add("save", "r1", "b")
         self.assertEqual(self.queue.dropped, 1)
+
+    def test_retractions_are_never_coalesced(self) -> None:
+        self.queue.add("retract", "r1", ("s1", "<a/>"))
+        self.queue.add("message", "r1", "m1")
+        self.queue.add("retract", "r1", ("s1", "<b/>"))
+        self.clock.advance(0)
+        self.assertEqual(
+            self.db.last(),
+            [
+                ("retract", "r1", ("s1", "<a/>")),
+                ("message", "r1", "m1"),
+                ("retract", "r1", ("s1", "<b/>")),
+            ],
+        )
+
+
+class BatchDelayTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.db = FakeDatabase()
+        self.queue = WriteQueue(
+            self.db,
+            self.clock,
+            max_pending=1000,
+            is_transient=lambda f: f.check(DownError) is not None,
+            describe=lambda f: str(f.value),
+            where="test",
+            retry_first=0.5,
+            retry_max=4.0,
+            batch_delay=0.05,
+        )
+
+    def test_writes_within_the_delay_share_one_batch(self) -> None:
+        self.queue.add("message", "r1", "m1")
+        self.clock.advance(0.02)
+        self.queue.add("message", "r2", "m2")
+        self.clock.advance(0.02)
+        self.queue.add("message", "r1", "m3")
+        self.assertEqual(self.db.batches, [])
+        self.clock.advance(0.01)  # 0.05 s after the first write, not after the last
+        self.assertEqual(
+            self.db.last(),
+            [("message", "r1", "m1"), ("message", "r2", "m2"), ("message", "r1", "m3")],
+        )
+
+    def test_writes_made_during_a_batch_do_not_wait_again(self) -> None:
+        self.queue.add("message", "r1", "m1")
+        self.clock.advance(0.05)
+        self.queue.add("message", "r1", "m2")
+        self.db.succeed()
+        self.clock.advance(0)
+        self.assertEqual(self.db.last(), [("message", "r1", "m2")])
+        self.db.succeed()
+        self.queue.add("message", "r1", "m3")  # idle again: waits
+        self.clock.advance(0.04)
+        self.assertEqual(len(self.db.batches), 2)
+        self.clock.advance(0.02)
+        self.assertEqual(self.db.last(), [("message", "r1", "m3")])
+
+    def test_flush_does_not_wait_for_the_delay(self) -> None:
+        self.queue.add("message", "r1", "m1")
+        flushed = self.queue.flush()
+        self.assertEqual(self.db.batches, [])  # still not inside the caller's turn
+        self.clock.advance(0)
+        self.assertEqual(self.db.last(), [("message", "r1", "m1")])
+        self.db.succeed()
+        self.successResultOf(flushed)
+
+    def test_flush_does_not_shorten_a_retry_pause(self) -> None:
+        self.queue.add("message", "r1", "m1")
+        self.clock.advance(0.05)
+        self.db.fail(DownError("gone"))
+        flushed = self.queue.flush()
+        self.clock.advance(0.4)
+        self.assertEqual(len(self.db.batches), 1)
+        self.clock.advance(0.1)
+        self.assertEqual(len(self.db.batches), 2)
+        self.db.succeed()
+        self.successResultOf(flushed)
+
+    def test_a_negative_delay_is_refused(self) -> None:
+        with self.assertRaises(ValueError):
+            WriteQueue(
+                self.db,
+                self.clock,
+                max_pending=1,
+                is_transient=lambda f: False,
+                describe=str,
+                where="test",
+                batch_delay=-1,
+            )
