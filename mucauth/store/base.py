@@ -83,7 +83,10 @@ class ArchiveQuery:
     The page: the first ``limit`` matching messages after ``page_after`` (a stanza id, or from
     the start); or, when ``page_before`` is set or ``last`` is true, the last ``limit`` before
     ``page_before`` (or up to the end). A stanza id the archive does not hold, in any of the
-    four id fields, fails the query with :class:`UnknownStanzaIdError`.
+    four id fields, fails the query with :class:`UnknownStanzaIdError`; in ``ids`` it is just
+    not found. Every bound given applies: with both ``page_after`` and ``page_before``, the page
+    is the last ``limit`` between them. ``limit=0`` is an empty page whose ``complete`` says
+    whether anything matches.
     """
 
     start: float | None = None

@@ -6,6 +6,21 @@ Queries run in adbapi's threads, never in the reactor's. Writes go through a
 caller, not later in a thread). Reads wait for the writes made before them, so a room saved and
 then loaded is loaded as saved (and a read while the database is away waits for it, as those
 writes do: callers that must answer in time add their own timeout).
+
+Writes wait ``batch_delay`` (0.05 s) before their batch starts when the queue is idle, so the
+messages of a few moments share a transaction (see :mod:`mucauth.store.writes`); reads and
+``close()`` do not wait for it.
+
+Retention (:meth:`SQLRoomStore.prune_archive`) is a maintenance job beside the write queue, not
+in it: it first waits for the writes made before it (like a read), then runs its own short
+transactions through the pool, room after room and at most ``prune_chunk`` rows each, oldest
+first; the write batches of the rooms take turns with them on the pool. Nothing in the queue
+depends on it: the rows it removes are old, those the queue writes are new, and a retraction or
+a trim of a row it removed does nothing. A transaction that fails for a reason that may pass is
+tried again after a growing pause (``retry_first`` doubling up to ``retry_max``), at most
+``prune_tries`` times; then, or at once for any other error, the prune fails with a
+:class:`StoreError` saying how many messages it had removed. What it removed stays removed, and
+the next prune goes on from there.
 """
 
 from __future__ import annotations
@@ -16,15 +31,21 @@ from typing import Any
 
 from twisted.enterprise import adbapi
 from twisted.internet.defer import Deferred, fail, inlineCallbacks
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from mucauth.store import queries
+from mucauth.store.archive import check_query
 from mucauth.store.base import (
+    ArchivePage,
+    ArchiveQuery,
     HistoryRecord,
     IRoomStore,
     RoomRecord,
     StoreError,
+    UnknownStanzaIdError,
     check_affiliation,
 )
 from mucauth.store.dialects import Database
@@ -72,7 +93,13 @@ class SQLRoomStore:
         close_timeout: float = 10.0,
         retry_first: float = 0.5,
         retry_max: float = 30.0,
+        batch_delay: float = 0.05,
+        prune_chunk: int = 2000,
+        prune_rooms: int = 100,
+        prune_tries: int = 8,
     ) -> None:
+        if prune_chunk < 1 or prune_rooms < 1 or prune_tries < 1:
+            raise ValueError("prune_chunk, prune_rooms and prune_tries must be 1 or more")
         if reactor is None:
             from twisted.internet import reactor as default_reactor
 
@@ -80,6 +107,11 @@ class SQLRoomStore:
         self.database = database
         self._reactor = reactor
         self._close_timeout = close_timeout
+        self._retry_first = retry_first
+        self._retry_max = retry_max
+        self._prune_chunk = prune_chunk  # rows per pruning transaction
+        self._prune_rooms = prune_rooms  # rooms looked at per pruning read
+        self._prune_tries = prune_tries
         self._pool: _Pool | None = None
         self._writes = WriteQueue(
             self._write_batch,
@@ -90,6 +122,7 @@ class SQLRoomStore:
             where=database.where,
             retry_first=retry_first,
             retry_max=retry_max,
+            batch_delay=batch_delay,
         )
 
     @property
@@ -192,7 +225,7 @@ class SQLRoomStore:
         return d
 
     def _read_failed(self, failure: Failure) -> Failure:
-        if failure.check(StoreError):
+        if failure.check(StoreError, UnknownStanzaIdError):
             return failure
         error = failure.value
         assert isinstance(error, BaseException)
@@ -202,6 +235,84 @@ class SQLRoomStore:
                 f"{self.database.describe(error)}"
             )
         )
+
+    # -- the archive: reads, and retention beside the write queue -------------------------------
+
+    def query_archive(self, room: str, query: ArchiveQuery) -> Deferred[ArchivePage]:
+        check_query(query)
+        return self._read(queries.query_archive, room, query)
+
+    def archive_bounds(self, room: str) -> Deferred[tuple[HistoryRecord, HistoryRecord] | None]:
+        return self._read(queries.archive_bounds, room)
+
+    def find_message(self, room: str, stanza_id: str) -> Deferred[HistoryRecord | None]:
+        return self._read(queries.find_message, room, stanza_id)
+
+    def prune_archive(self, before: float | None, keep: int | None) -> Deferred[int]:
+        if keep is not None and keep < 0:
+            raise ValueError(f"keep must be 0 or more, or None, not {keep}")
+        if self._pool is None:
+            return fail(StoreError("the room store is not open"))
+        return self._prune(before, keep)
+
+    @inlineCallbacks
+    def _prune(self, before: float | None, keep: int | None) -> Any:
+        yield self._writes.flush()
+        removed = 0
+        if before is None and keep is None:
+            return removed
+        room: str | None = ""
+        while True:
+            room, cutoff = yield self._maintain(
+                removed, queries.prune_plan, room, before, keep, self._prune_rooms
+            )
+            if room is None:
+                break
+            while cutoff is not None:
+                count = yield self._maintain(
+                    removed, queries.prune_chunk, room, cutoff, self._prune_chunk
+                )
+                removed += count
+                if count < self._prune_chunk:
+                    break
+        self.log.info(
+            "room store {store}: archive pruned, {removed} messages removed",
+            store=self.database.where,
+            removed=removed,
+        )
+        return removed
+
+    @inlineCallbacks
+    def _maintain(self, removed: int, interaction: Any, *args: Any) -> Any:
+        """One short transaction of a maintenance job, tried again while its failure may pass."""
+        for attempt in range(1, self._prune_tries + 1):
+            pool = self._pool
+            if pool is None:
+                raise StoreError(
+                    f"pruning the archive of {self.database.where} stopped after {removed} "
+                    "messages removed: the room store was closed"
+                )
+            try:
+                result = yield pool.runInteraction(interaction, self.database, *args)
+            except Exception as e:
+                if attempt == self._prune_tries or not self.database.is_transient(e):
+                    raise StoreError(
+                        f"pruning the archive of {self.database.where} stopped after "
+                        f"{removed} messages removed: {self.database.describe(e)}"
+                    ) from None
+                delay = min(self._retry_max, self._retry_first * 2 ** (attempt - 1))
+                self.log.warn(
+                    "room store {store}: pruning the archive failed (try {attempt}), "
+                    "next try in {delay:.1f} s: {error}",
+                    store=self.database.where,
+                    attempt=attempt,
+                    delay=delay,
+                    error=self.database.describe(e),
+                )
+                yield deferLater(self._reactor, delay, lambda: None)
+            else:
+                return result
+        raise AssertionError("unreachable")  # the last try returned or raised
 
     # -- writes: queued here, written by _write_batch ------------------------------------------
 
@@ -230,6 +341,9 @@ class SQLRoomStore:
 
     def delete_room(self, jid: str) -> None:
         self._writes.add("delete", jid, None)
+
+    def retract_message(self, room: str, stanza_id: str, xml: str) -> None:
+        self._writes.add("retract", room, (stanza_id, xml))
 
     def _write_batch(self, batch: Sequence[Write]) -> Deferred[None]:
         pool = self._pool

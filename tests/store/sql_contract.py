@@ -1,5 +1,5 @@
 """What the SQL store does on either database: migrations, start-up errors, a database that goes
-away while writes are made and comes back.
+away while writes are made and comes back, the batch delay, the archive's pruning in chunks.
 
 A class mixes ``SQLStoreContract`` (before ``RoomStoreContract``) into a trial ``TestCase`` and
 gives a fresh database per test (``database``), raw access to it, and a way to take it away.
@@ -16,9 +16,17 @@ from twisted.internet.task import deferLater
 from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
 
 from mucauth.settings import StorageSettings
-from mucauth.store import SQLRoomStore, StoreError, build_store, prepare_database
+from mucauth.store import (
+    ArchiveQuery,
+    SQLRoomStore,
+    StoreError,
+    build_store,
+    prepare_database,
+    queries,
+)
 from mucauth.store.dialects import Database
 from mucauth.store.migrations import LATEST, SchemaTooNewError
+from tests.store.archive_contract import THIRD, ids, numbered
 from tests.store.contract import ALICE, OTHER, ROOM, message, save
 
 PASSWORD = "pg-S3CRET-pass"
@@ -219,3 +227,83 @@ class SQLStoreContract(_Base):
         yield back()
         self.assertEqual(self.raw_execute("SELECT COUNT(*) FROM rooms"), [(0,)])
         self.assertEqual(self.store.pending_writes, 0)
+
+    # -- the batch delay ---------------------------------------------------------------------
+
+    @inlineCallbacks
+    def test_writes_of_a_moment_share_one_transaction(self) -> Generator[Any, Any, None]:
+        store = yield self.opened(batch_delay=0.3)
+        batches = store.batches_written
+        for n in range(5):
+            store.append_message(ROOM, message(n), None)
+            yield deferLater(reactor, 0.01, lambda: None)
+        yield self.wait_for(lambda: store.pending_writes == 0, "the batch")
+        self.assertEqual(store.batches_written - batches, 1)
+
+    @inlineCallbacks
+    def test_reads_and_close_do_not_wait_for_the_delay(self) -> Generator[Any, Any, None]:
+        store = self.new_store(batch_delay=30.0)
+        yield store.open()
+        started = reactor.seconds()
+        store.append_message(ROOM, message(1), None)
+        page = yield store.query_archive(ROOM, ArchiveQuery())
+        self.assertEqual(page.messages, (message(1),))
+        store.append_message(ROOM, message(2), None)
+        yield store.close()
+        self.assertLess(reactor.seconds() - started, 15.0)
+        self.assertEqual(
+            self.raw_execute("SELECT stanza_id FROM messages ORDER BY id"), [("s1",), ("s2",)]
+        )
+
+    # -- pruning -----------------------------------------------------------------------------
+
+    @inlineCallbacks
+    def test_prune_goes_room_by_room_in_small_chunks(self) -> Generator[Any, Any, None]:
+        chunks: list[int] = []
+        original = queries.prune_chunk
+
+        def counted(*args: Any) -> int:
+            count = original(*args)
+            chunks.append(count)
+            return count
+
+        self.patch(queries, "prune_chunk", counted)
+        store = yield self.opened(prune_chunk=4, prune_rooms=2)
+        rooms = [f"room{r}@rooms.example.org" for r in range(5)]
+        for r, room in enumerate(rooms):
+            for n in range(3 * r):  # 0, 3, 6, 9 and 12 messages
+                store.append_message(room, message(n, room=room), None)
+        removed = yield store.prune_archive(None, 2)
+        self.assertEqual(removed, 0 + 1 + 4 + 7 + 10)
+        self.assertTrue(chunks and max(chunks) <= 4, chunks)
+        self.assertEqual(sum(chunks), removed)
+        for r, room in enumerate(rooms):
+            page = yield store.query_archive(room, ArchiveQuery())
+            self.assertEqual(ids(page.messages), numbered(*range(3 * r))[-2:])
+
+    @inlineCallbacks
+    def test_prune_tries_again_while_the_database_is_away(self) -> Generator[Any, Any, None]:
+        for room in (ROOM, OTHER, THIRD):
+            for n in range(5):
+                self.store.append_message(room, message(n, room=room), None)
+        yield self.store.flush()
+        events = self.logged()
+        back = yield self.away()
+        pruned = self.store.prune_archive(1_700_000_000.0 + 3, None)
+        yield self.wait_for(
+            lambda: any("pruning the archive failed" in e.get("log_format", "") for e in events),
+            "a failed try",
+        )
+        yield back()
+        self.assertEqual((yield pruned), 9)
+
+    @inlineCallbacks
+    def test_prune_fails_cleanly_once_its_tries_are_spent(self) -> Generator[Any, Any, None]:
+        store = yield self.opened(prune_tries=2)
+        store.append_message(ROOM, message(1), None)
+        yield store.flush()
+        yield self.away()
+        error = yield self.assertFailure(store.prune_archive(None, 0), StoreError)
+        self.assertIn("pruning the archive of", str(error))
+        self.assertIn("stopped after 0 messages removed", str(error))
+        self.assertNotIn("\n", str(error))

@@ -20,13 +20,16 @@ from mucauth.settings import Secret, StorageSettings
 from mucauth.store import SQLRoomStore, prepare_database
 from mucauth.store.dialects import PostgresDatabase
 from mucauth.store.migrations import LATEST
+from tests.store.archive_contract import ArchiveContract
 from tests.store.contract import ROOM, RoomStoreContract, save
 from tests.store.sql_contract import PASSWORD, SQLStoreContract
 from tests.support.postgres import PostgresCluster
 from tests.support.stack import ClassFixture
 
 
-class PostgresStoreTests(SQLStoreContract, RoomStoreContract, ClassFixture, TestCase):
+class PostgresStoreTests(
+    SQLStoreContract, ArchiveContract, RoomStoreContract, ClassFixture, TestCase
+):
     @classmethod
     def start_fixture(cls) -> PostgresCluster:
         return PostgresCluster().start()

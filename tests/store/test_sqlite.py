@@ -15,11 +15,12 @@ from twisted.trial.unittest import TestCase
 from mucauth.settings import StorageSettings
 from mucauth.store import SQLRoomStore
 from mucauth.store.dialects import SQLiteDatabase
+from tests.store.archive_contract import ArchiveContract
 from tests.store.contract import RoomStoreContract
 from tests.store.sql_contract import SQLStoreContract
 
 
-class SQLiteStoreTests(SQLStoreContract, RoomStoreContract, TestCase):
+class SQLiteStoreTests(SQLStoreContract, ArchiveContract, RoomStoreContract, TestCase):
     def database(self) -> SQLiteDatabase:
         if not hasattr(self, "directory"):
             self.directory = Path(tempfile.mkdtemp(prefix="mucauth-sqlite-"))
