@@ -105,6 +105,24 @@ class DiscoInfo:
     xml: str = ""
 
 
+@dataclass(frozen=True)
+class ArchivePage:
+    """One page of a room's archive (XEP-0313): the results in arrival order, and the answer."""
+
+    ids: tuple[str, ...] = ()  # the archive ids of the results
+    bodies: tuple[str | None, ...] = ()  # each forwarded message's body (None: a tombstone...)
+    results: tuple[str, ...] = ()  # each result <message/> as XML
+    complete: bool = False
+    first: str | None = None
+    last: str | None = None
+    condition: str | None = None  # the error's, when the query was refused
+    xml: str = ""  # the iq answer
+
+
+_MAM = "{urn:xmpp:mam:2}"
+_RSM = "{http://jabber.org/protocol/rsm}"
+
+
 @dataclass
 class _Inbox:
     """Stanzas in arrival order; a stanza handed to a waiter is consumed."""
@@ -574,6 +592,101 @@ class XMPPClient:
             xml=str(iq),
         )
 
+    # -- the room archive (XEP-0313) ----------------------------------------------------------
+
+    def archive(
+        self,
+        room: str,
+        *,
+        max: int | None = None,  # RSM's name
+        after: str | None = None,
+        before: str | None = None,
+        fields: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> ArchivePage:
+        """One archive query to ``room``: RSM ``max``/``after``/``before`` (``before=""`` is the
+        last page) and form ``fields``; waits for every result the answer announces."""
+        timeout = timeout or self.timeout
+        return self._call(self._archive(room, max, after, before, fields, timeout), timeout)
+
+    async def _archive(
+        self,
+        room: str,
+        limit: int | None,
+        after: str | None,
+        before: str | None,
+        fields: dict[str, str] | None,
+        timeout: float,
+    ) -> ArchivePage:
+        query_id = self._require().new_id()
+        form = ""
+        if fields:
+            form = (
+                "<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'>"
+                "<value>urn:xmpp:mam:2</value></field>"
+                + "".join(
+                    f"<field var='{var}'><value>{value}</value></field>"
+                    for var, value in fields.items()
+                )
+                + "</x>"
+            )
+        rsm = ""
+        if limit is not None:
+            rsm += f"<max>{limit}</max>"
+        if after is not None:
+            rsm += f"<after>{after}</after>"
+        if before is not None:
+            rsm += f"<before>{before}</before>" if before else "<before/>"
+        if rsm:
+            rsm = f"<set xmlns='http://jabber.org/protocol/rsm'>{rsm}</set>"
+        reply = await self._iq(
+            f"<iq type='set' to='{room}'><query xmlns='urn:xmpp:mam:2' queryid='{query_id}'>"
+            f"{form}{rsm}</query></iq>",
+            timeout,
+        )
+        answer = ET.fromstring(reply)
+        fin = answer.find(f"{_MAM}fin")
+        if fin is None:
+            condition = "unknown"
+            for error in answer:
+                if error.tag.rsplit("}", 1)[-1] != "error":
+                    continue
+                for child in error:
+                    if child.tag.startswith("{" + NS_STANZAS) and not child.tag.endswith("text"):
+                        condition = child.tag.split("}")[1]
+            return ArchivePage(condition=condition, xml=reply)
+        first = fin.findtext(f"{_RSM}set/{_RSM}first")
+        last = fin.findtext(f"{_RSM}set/{_RSM}last")
+        # The results come before the answer on the stream; collect them up to the last one.
+        stanzas: list[Any] = []
+        while last is not None:
+            stanza = await self._take(
+                lambda s: _archive_result(s, query_id) is not None,
+                timeout,
+                0,
+                f"archive results for query {query_id}",
+            )
+            stanzas.append(stanza)
+            if _archive_result(stanza, query_id).get("id") == last:
+                break
+        ids, bodies = [], []
+        for stanza in stanzas:
+            result = _archive_result(stanza, query_id)
+            ids.append(result.get("id"))
+            body = result.find(
+                "{urn:xmpp:forward:0}forwarded/{jabber:client}message/{jabber:client}body"
+            )
+            bodies.append(body.text if body is not None else None)
+        return ArchivePage(
+            ids=tuple(ids),
+            bodies=tuple(bodies),
+            results=tuple(str(s) for s in stanzas),
+            complete=fin.get("complete") == "true",
+            first=first,
+            last=last,
+            xml=reply,
+        )
+
     # -- raw stanzas -------------------------------------------------------------------------
 
     def raw(self, xml: str) -> None:
@@ -601,6 +714,14 @@ class XMPPClient:
         except IqTimeout:
             raise XMPPTestError(f"{self.jid}: no reply to {xml}") from None
         return str(reply)
+
+
+def _archive_result(stanza: Any, query_id: str) -> Any:
+    """The ``<result/>`` of a MAM result message for ``query_id``, or None."""
+    result = stanza.xml.find(f"{_MAM}result") if isinstance(stanza, Message) else None
+    if result is None or result.get("queryid") != query_id:
+        return None
+    return result
 
 
 def live_client_threads() -> list[str]:

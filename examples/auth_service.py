@@ -111,13 +111,15 @@ class Rules:
     default_reason: str = "You are not on the list for this room"
 
     def decide(self, user: str, room: str, nick: str) -> tuple[Rule | None, bool, str]:
-        """(the matching rule, allowed, reason). JIDs compare case-insensitively."""
+        """(the matching rule, allowed, reason). JIDs compare case-insensitively. An empty
+        ``nick`` (an archive query, ``action=mam``) is nobody's nickname: ``nicks`` does not
+        apply to it."""
         user, room = user.lower(), room.lower()
         for rule in self.rules:
             if rule.matches(user, room):
                 if not rule.allow:
                     return rule, False, rule.reason or self.default_reason
-                if rule.nicks is not None and nick not in rule.nicks:
+                if rule.nicks is not None and nick and nick not in rule.nicks:
                     return rule, False, rule.reason or f"The nickname {nick!r} is not yours"
                 return rule, True, ""
         return None, False, self.default_reason
@@ -222,6 +224,7 @@ class JoinResource(Resource):
         query: dict[bytes, list[bytes]] = request.args or {}
         args = {k.decode(): v[0].decode() for k, v in query.items()}
         user, room, nick = args.get("userJID"), args.get("mucJID"), args.get("nickname")
+        action = args.get("action", "join")
         auth_state = self.check_authorization(request)
         if self.test_answers:
             self.load.started(request, args)
@@ -237,11 +240,12 @@ class JoinResource(Resource):
             log.info("{uri} -> 401 (authorization {state})", uri=request.uri, state=auth_state)
             request.setHeader(b"www-authenticate", b'Bearer realm="mucauth"')
             return json_body(request, 401, {"allowed": False, "error": "unauthorized"})
-        if not (user and room and nick):
+        # mucauth asks about an archive reader with action=mam and an empty nickname.
+        if not (user and room and (nick or args.get("action") == "mam")):
             log.info("{uri} -> 400 (userJID, mucJID and nickname are required)", uri=request.uri)
             return json_body(request, 400, {"allowed": False, "error": "missing parameter"})
 
-        rule, allowed, reason = self.rules.decide(user, room, nick)
+        rule, allowed, reason = self.rules.decide(user, room, nick or "")
         if self.test_answers and rule is not None and rule.answer is not None:
             log.info(
                 "user={user} room={room} nick={nick} -> test answer {answer}",
@@ -249,8 +253,8 @@ class JoinResource(Resource):
             )  # fmt: skip
             return TEST_ANSWERS[rule.answer](request, rule, allowed, reason)
         log.info(
-            "user={user} room={room} nick={nick} -> {outcome}{why}",
-            user=user, room=room, nick=nick,
+            "user={user} room={room} nick={nick}{action} -> {outcome}{why}",
+            user=user, room=room, nick=nick, action=f" action={action}" if action != "join" else "",
             outcome="allowed" if allowed else "refused", why=f" ({reason})" if reason else "",
         )  # fmt: skip
         return answer(request, allowed, reason, rule)
@@ -431,7 +435,7 @@ class Load:
         client = "&".join(
             f"{k}={v}"
             for k, v in sorted(args.items())
-            if k not in ("userJID", "mucJID", "nickname")
+            if k not in ("userJID", "mucJID", "nickname", "action")
         )
         self.requests[client] = self.requests.get(client, 0) + 1
         now = self.in_flight[client] = self.in_flight.get(client, 0) + 1

@@ -305,6 +305,10 @@ def _query_url(base: str, request: JoinRequest) -> str:
         f"&mucJID={_quote(request.room.userhost())}"
         f"&nickname={_quote(request.nick)}"
     )
+    if request.action == "mam":
+        # Our extension: an archive reader who is not in the room, with no nickname; a join
+        # (and a registration) sends exactly the contract's three parameters.
+        query += "&action=mam"
     if "?" not in base:
         return f"{base}?{query}"
     if base.endswith(("?", "&")):
@@ -437,6 +441,8 @@ class HTTPAuthorizer:
     A ``register`` request (authorize_registration) sends exactly the same GET as a join: the
     contract has no field for the action, and a service that lets a user into a room should let
     them register a nick there. Services that must tell them apart can use a distinct ``url``.
+    An archive query from someone not in the room (``mam``) sends the same GET with an empty
+    ``nickname`` and ``action=mam`` added (our extension of the contract).
 
     At most ``pool_size`` checks are on the wire at once; the rest wait their turn inside the
     same total timeout, so a burst of joins neither opens hundreds of sockets nor waits forever.

@@ -94,10 +94,19 @@ def _config(values: Mapping[str, Any]) -> RoomConfig:
     return config
 
 
+# The namespaces a stanza's own children (body, subject, thread) come in: stored as jabber:client,
+# the namespace clients read them in (archive results forward them as they are).
+_STANZA_NAMESPACES = frozenset({"jabber:client", "jabber:component:accept", "jabber:server"})
+
+
 def message_xml(stanza_id: str | None, children: list[domish.Element]) -> str:
-    """One history message as stored: its children in a ``<message/>`` carrying the sender's id."""
+    """One history message as stored: its children in a ``<message/>`` carrying the sender's
+    id, the stanza's own children in jabber:client whatever stream they came on."""
     id_attribute = f" id='{escape_attribute(stanza_id)}'" if stanza_id else ""
-    inner = "".join(child.toXml() for child in children)
+    inner = "".join(
+        child.toXml(defaultUri=child.uri) if child.uri in _STANZA_NAMESPACES else child.toXml()
+        for child in children
+    )
     return f"<message xmlns='jabber:client'{id_attribute}>{inner}</message>"
 
 

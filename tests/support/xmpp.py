@@ -5,6 +5,7 @@ tests, scripts the same clients; this module is the name the tests use.
 """
 
 from examples._xmpp import (
+    ArchivePage,
     DiscoInfo,
     GroupchatMessage,
     JoinResult,
@@ -15,6 +16,7 @@ from examples._xmpp import (
 )
 
 __all__ = [
+    "ArchivePage",
     "DiscoInfo",
     "GroupchatMessage",
     "JoinResult",
