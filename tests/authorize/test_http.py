@@ -392,6 +392,15 @@ class RequestTests(ServerCase):
         first, second = self.server.resource.requests
         self.assertEqual(first.uri, second.uri)
 
+    async def test_an_archive_reader_is_asked_about_with_action_mam(self) -> None:
+        auth = self.make()
+        decision = await auth.authorize(join(action="mam", nick=""))
+        self.assertTrue(decision.is_allowed)
+        [seen] = self.server.resource.requests
+        self.assertTrue(
+            seen.uri.endswith(b"&mucJID=physics%40rooms.example.org&nickname=&action=mam"), seen.uri
+        )
+
 
 class FailureTests(ServerCase):
     async def assert_closed_in_time(self, handler: Handler, kind: str = "timeout") -> Decision:
