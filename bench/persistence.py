@@ -22,7 +22,9 @@ Then, for each store, targets back to back (their order swapped every repeat):
    owner form (``muc#roomconfig_persistentroom``) and leaves; ``--occupants`` users fill it (the
    first join reads it back from the store), then one of them sends ``--messages`` groupchat
    messages one at a time, each after every occupant got the previous one. Each message is
-   also written behind to the store (history 20).
+   also written behind to the store (history 20). With a store, the fan-out runs twice: the
+   room as above, then a room that logs (``muc#roomconfig_enablelogging``): the archive of
+   XEP-0313, every message kept, each with the room's stanza id.
 
 CPU is that of each process from /proc, per join+leave or per message; for the PostgreSQL
 target the throw-away server's processes (its postmaster and every child: the backends of
@@ -78,6 +80,7 @@ OWNER = "http://jabber.org/protocol/muc#owner"
 ROOMCONFIG = "http://jabber.org/protocol/muc#roomconfig"
 FILL_BATCH = 20  # joins in flight while the room fills, as bench/joins.py's big mode
 SETTLE = 0.5  # seconds after the last message before the CPU is read: the writes behind
+ARCHIVE = "archive"  # the label of a fan-out in a room that logs
 
 
 @dataclass
@@ -164,8 +167,11 @@ async def set_up(
 # -- fan-out in a persistent room ------------------------------------------------------------
 
 
-async def make_persistent(owner: Connection, room: str, timeout: float) -> None:
-    """Create ``room``, submit the owner form with persistentroom = 1, leave."""
+async def make_persistent(
+    owner: Connection, room: str, timeout: float, logging: bool = False
+) -> None:
+    """Create ``room``, submit the owner form with persistentroom = 1 (and enablelogging =
+    1 for the archive), leave."""
     occupant = f"{room}/{owner.user}"
     created = await asyncio.wait_for(owner.join(occupant), timeout)
     if "201" not in created.codes:
@@ -177,6 +183,7 @@ async def make_persistent(owner: Connection, room: str, timeout: float) -> None:
         "<x xmlns='jabber:x:data' type='submit'>"
         f"<field var='FORM_TYPE'><value>{ROOMCONFIG}</value></field>"
         "<field var='muc#roomconfig_persistentroom'><value>1</value></field>"
+        f"<field var='muc#roomconfig_enablelogging'><value>{int(logging)}</value></field>"
         "</x></query></iq>"
     )
     reply = await asyncio.wait_for(answer, timeout)
@@ -207,12 +214,14 @@ def stored(store: str, room: str, bench_dir: Path, url: str) -> tuple[int, int]:
     return 0, 0
 
 
-async def fan_out(bench: Bench, target: Target, bench_dir: Path) -> dict[str, float]:
+async def fan_out(
+    bench: Bench, target: Target, bench_dir: Path, archive: bool = False
+) -> dict[str, float]:
     args = bench.args
     assert bench.joiner is not None and target.component is not None
     room = f"fan{int(time.time() * 1000) % 100000}@{target.service}"
     with Watchdog([*bench.occupants, bench.joiner], args.timeout):
-        await make_persistent(bench.joiner, room, args.timeout)
+        await make_persistent(bench.joiner, room, args.timeout, logging=archive)
         started = now()
         joined: list[Connection] = []
         answers: list[Stanza | BaseException] = []
@@ -336,6 +345,7 @@ FAN_COLUMNS = [
     ("lost", "lost", 0),
     ("cpu:component", "comp ms/msg", 2),
     ("vs none", "vs none", 0),
+    ("vs off", "vs off", 0),
     ("cpu:postgres", "postgres ms/msg", 2),
     ("cpu:prosody", "prosody ms/msg", 2),
     ("stored rooms", "stored rooms", 0),
@@ -354,11 +364,16 @@ def rows(
     base = figures.get("none", {}).get("cpu:component")
     out = []
     for store, f in figures.items():
-        row = [store, DOMAINS[store]]
+        row = [store, DOMAINS[store.split()[0]]]
         for key, _, digits in columns:
             if key == "vs none":
                 cpu = f.get("cpu:component")
                 row.append("-" if base is None or cpu is None else percent((cpu / base - 1) * 100))
+            elif key == "vs off":
+                off = figures.get(store.split()[0], {}).get("cpu:component")
+                cpu = f.get("cpu:component")
+                on = store.endswith(ARCHIVE)
+                row.append(percent((cpu / off - 1) * 100) if on and off and cpu else "-")
             elif key.startswith("stored") and store == "none":
                 row.append("-")
             else:
@@ -385,7 +400,9 @@ def report(
         print()
         print(
             f"fan-out in a persistent room: {args.occupants} occupants, {args.messages}"
-            " messages one at a time, one run; CPU is ms per message (every copy included)"
+            " messages one at a time, one run; CPU is ms per message (every copy included);"
+            f" '{ARCHIVE}': the room logs (XEP-0313 archive, every message kept, a stanza id"
+            " each), 'vs off' against the same store without"
         )
         heads = [h for _, h, _ in FAN_COLUMNS]
         print(table(["store", "service", *heads], rows(fans, FAN_COLUMNS)))
@@ -419,13 +436,15 @@ async def run(args: argparse.Namespace, bench_dir: Path, children: Children) -> 
     fans: dict[str, dict[str, float]] = {}
     if args.messages > 0 and args.occupants > 0:
         for store, target in targets.items():
-            fans[store] = postgres_cpu(await fan_out(bench, target, bench_dir))
-            print(
-                f"  fan-out {store:10} msgs/s {fmt(fans[store]['msgs/s'])},"
-                f" fan-out p50 {fmt(fans[store]['fan-out p50'])} ms,"
-                f" comp {fmt(fans[store]['cpu:component'], 2)} ms/msg",
-                flush=True,
-            )
+            for archive in (False, True) if store != "none" else (False,):
+                label = f"{store} {ARCHIVE}" if archive else store
+                fans[label] = postgres_cpu(await fan_out(bench, target, bench_dir, archive))
+                print(
+                    f"  fan-out {label:18} msgs/s {fmt(fans[label]['msgs/s'])},"
+                    f" fan-out p50 {fmt(fans[label]['fan-out p50'])} ms,"
+                    f" comp {fmt(fans[label]['cpu:component'], 2)} ms/msg",
+                    flush=True,
+                )
     bench.close()
     report(joins, fans, args)
     print(f"(total {now() - started:.0f} s, loadavg {os.getloadavg()[0]:.2f})", file=sys.stderr)
