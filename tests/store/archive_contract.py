@@ -255,6 +255,13 @@ class ArchiveContract(_Base):
         self.assertEqual((elsewhere.messages, elsewhere.complete), ((), True))
 
     @inlineCallbacks
+    def test_many_ids_at_once(self) -> Generator[Any, Any, None]:
+        self.fill(700)
+        wanted = tuple(reversed(numbered(*range(50, 700))))  # 650 ids, newest first
+        page = yield self.page(ids=wanted, limit=1000)
+        self.assertEqual((ids(page.messages), page.complete), (numbered(*range(50, 700)), True))
+
+    @inlineCallbacks
     def test_an_unknown_id_fails_in_each_id_field(self) -> Generator[Any, Any, None]:
         self.fill(5)
         self.fill(5, room=OTHER)
