@@ -26,6 +26,7 @@ from twisted.words.protocols.jabber.xmpp_stringprep import nameprep, nodeprep
 from mucauth.conditions import ERROR_TYPES, RFC6120_CONDITIONS
 from mucauth.settings import (
     ALLOW_PM,
+    AdminAPISettings,
     ArchiveSettings,
     ComponentSettings,
     ErrorCondition,
@@ -86,6 +87,7 @@ SECTIONS: Mapping[str, frozenset[str]] = {
             "authorize_registration",
             "pool_size",
             "cache_ttl",
+            "recheck_interval",
         }
     ),
     "muc": frozenset(
@@ -96,6 +98,7 @@ SECTIONS: Mapping[str, frozenset[str]] = {
     "rooms": frozenset(f.name for f in dataclasses.fields(RoomDefaults)),
     "log": frozenset({"level", "format"}),
     "metrics": frozenset({"port", "interface"}),
+    "admin_api": frozenset({"port", "interface", "token", "token_file"}),
     "storage": frozenset(
         {"enabled", "path", "url", "password_file", "pool_size", "max_pending_writes"}
     ),
@@ -285,6 +288,7 @@ class _Reader:
             log=self._log(self.section("log")),
             metrics=self._metrics(self.section("metrics")),
             storage=self._storage(self.section("storage")),
+            admin_api=self._admin_api(self.section("admin_api")),
         )
 
     def _check_names(self) -> None:
@@ -350,6 +354,9 @@ class _Reader:
             ),
             pool_size=s.get("pool_size", _integer_at_least(1), defaults["pool_size"]),
             cache_ttl=s.get("cache_ttl", _non_negative_number, defaults["cache_ttl"]),
+            recheck_interval=s.get(
+                "recheck_interval", _non_negative_number, defaults["recheck_interval"]
+            ),
         )
 
     def _refusal(self, s: _Section) -> RefusalSettings:
@@ -428,6 +435,24 @@ class _Reader:
         return MetricsSettings(
             port=s.get("port", _port, defaults["port"]),
             interface=s.get("interface", _ip_address, defaults["interface"]),
+        )
+
+    def _admin_api(self, s: _Section) -> AdminAPISettings:
+        defaults = _defaults(AdminAPISettings)
+        port = s.get("port", _port, defaults["port"])
+        token = s.secret("token", required=False)
+        if port is None:
+            for key in ("interface", "token", "token_file"):
+                if s.raw(key) is not None:
+                    s.fail(key, "the admin API is off without a port: set port, or remove this")
+        elif token is None:
+            s.fail("token", "the admin API needs a token (token or token_file)")
+        elif len(token.reveal()) < 16:
+            s.fail("token", "too short: use at least 16 characters (e.g. openssl rand -hex 24)")
+        return AdminAPISettings(
+            port=port,
+            interface=s.get("interface", _ip_address, defaults["interface"]),
+            token=token,
         )
 
     def _storage(self, s: _Section) -> StorageSettings:

@@ -94,4 +94,5 @@ def describe_settings(settings: Settings) -> dict[str, dict[str, Any]]:
         )
     # MUCSettings carries the [rooms] defaults to the service; in tap.conf they are a section.
     described["rooms"] = described["muc"].pop("rooms")
+    described["archive"] = described["muc"].pop("archive")
     return described

@@ -30,9 +30,6 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
-from twisted.application.internet import TCPServer
-from twisted.internet.error import CannotListenError
-from twisted.internet.interfaces import IAddress
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http
@@ -43,6 +40,7 @@ from twisted.words.xish import domish
 from wokkel.subprotocols import XMPPHandler
 
 from mucauth.authorize.base import Decision, JoinRequest
+from mucauth.listen import SiteServer
 from mucauth.settings import MetricsSettings
 
 if TYPE_CHECKING:
@@ -118,6 +116,29 @@ class Metrics:
             ["kind"],
             registry=self.registry,
         )
+        self._rechecks = Counter(
+            "mucauth_rechecks",
+            "Occupants asked about again (revocation.py): the answer's outcome.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self._archive_checks = Counter(
+            "mucauth_archive_decisions",
+            "Archive readers who are not in the room, checked with action=mam.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self._removed = Counter(
+            "mucauth_occupants_removed",
+            "Occupants removed at the application's word: revoked, or refused on a re-check.",
+            ["cause"],
+            registry=self.registry,
+        )
+        for outcome in ("allow", "deny", "error"):
+            self._rechecks.labels(outcome)
+            self._archive_checks.labels(outcome)
+        for cause in ("revoke", "recheck"):
+            self._removed.labels(cause)
         self._reconnects = Counter(
             "mucauth_component_reconnects",
             "Times the component link was established again after a loss.",
@@ -150,12 +171,22 @@ class Metrics:
 
     def decision(self, request: JoinRequest, decision: Decision) -> None:
         """One decision the MUC service acted on (``MUCService(on_decision=...)``)."""
+        if request.action == "recheck":
+            self._rechecks.labels(decision.outcome).inc()
+            return
+        if request.action == "mam":
+            self._archive_checks.labels(decision.outcome).inc()
+            return
         kind = decision.kind if decision.is_error and decision.kind else ""
         self._decisions.labels(decision.outcome, kind, decision.source or "other").inc()
         if kind in ("overload", "queue_timeout"):
             reason = QUEUE_REFUSALS.get((kind, decision.reason)) or QUEUE_REFUSALS.get((kind, None))
             if reason is not None:
                 self._queue_refusals.labels(reason).inc()
+
+    def removed(self, cause: str, count: int) -> None:
+        """Occupants removed by a revocation or a re-check (``MUCService(on_removed=...)``)."""
+        self._removed.labels(cause).inc(count)
 
     def queue_wait(self, seconds: float) -> None:
         """How long one check waited for its turn (``MUCService(on_queue_wait=...)``)."""
@@ -339,7 +370,7 @@ def metrics_site(metrics: Metrics) -> Site:
     return site
 
 
-class MetricsServer(TCPServer):
+class MetricsServer(SiteServer):
     """``/metrics`` on ``[metrics] interface:port``, as a service of the tree twistd runs."""
 
     log = Logger()
@@ -352,29 +383,16 @@ class MetricsServer(TCPServer):
         *,
         exit_on_listen_error: bool = False,
     ) -> None:
-        """``exit_on_listen_error`` is for twistd's mucauth: a port already taken stops start-up
-        with one line naming the setting, like a config mistake, not a traceback. Embedders get
-        the CannotListenError."""
-        self.exit_on_listen_error = exit_on_listen_error
         if settings.port is None:
             raise ValueError("[metrics] port is not set")
-        self._where = f"{settings.interface}:{settings.port}"
-        kwargs: dict[str, Any] = {"interface": settings.interface}
-        if reactor is not None:
-            kwargs["reactor"] = reactor
-        super().__init__(settings.port, metrics_site(metrics), **kwargs)
-        self.setName("metrics")
-
-    def privilegedStartService(self) -> None:
-        try:
-            super().privilegedStartService()
-        except CannotListenError as e:
-            if not self.exit_on_listen_error:
-                raise
-            reason = getattr(e.socketError, "strerror", None) or str(e.socketError)
-            raise SystemExit(
-                f"mucauth: [metrics] port: cannot listen on {self._where}: {reason}"
-            ) from None
+        super().__init__(
+            metrics_site(metrics),
+            settings.port,
+            settings.interface,
+            "metrics",
+            reactor,
+            exit_on_listen_error=exit_on_listen_error,
+        )
 
     def startService(self) -> None:
         super().startService()
@@ -384,11 +402,3 @@ class MetricsServer(TCPServer):
             host=getattr(address, "host", None),
             port=getattr(address, "port", None),
         )
-
-    def address(self) -> IAddress | None:
-        """Where it listens once started (with port 0, the port the system picked).
-
-        TCPServer keeps its listening port in ``_port`` and offers no public way to it.
-        """
-        port = getattr(self, "_port", None)
-        return None if port is None else port.getHost()

@@ -78,6 +78,7 @@ class HTTPAuthSettings:
     authorize_registration: bool = False
     pool_size: int = 10  # persistent connections per host
     cache_ttl: float = 0.0  # seconds; 0 = no decision cache
+    recheck_interval: float = 0.0  # seconds between re-checks of every occupant; 0 = never
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,16 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True)
+class AdminAPISettings:
+    """The admin HTTP API (revocation, re-checks, room lists); off unless ``port`` is set, and
+    then only with a ``token`` (from ``token`` or ``token_file``), never logged."""
+
+    port: int | None = None
+    interface: str = "127.0.0.1"
+    token: Secret | None = None
+
+
+@dataclass(frozen=True)
 class StorageSettings:
     """Where rooms that last are kept: a SQLite file, or a PostgreSQL server when ``url`` is set.
 
@@ -197,3 +208,4 @@ class Settings:
     log: LogSettings = field(default_factory=LogSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
+    admin_api: AdminAPISettings = field(default_factory=AdminAPISettings)

@@ -21,6 +21,7 @@ from twisted.python.components import Componentized
 from twisted.python.failure import Failure
 
 from mucauth import __version__
+from mucauth.admin_api import AdminAPIServer
 from mucauth.authorize.base import IJoinAuthorizer
 from mucauth.authorize.gate import Gate, build_authorizer
 from mucauth.config import ConfigError, load_settings
@@ -161,7 +162,8 @@ class MucauthService(MultiService):
         # One event, one field per tap.conf section, secrets masked: what this process runs with.
         self.log.info(
             "effective configuration: [component] {component} [muc_http_auth] {muc_http_auth}"
-            " [muc] {muc} [rooms] {rooms} [log] {log} [metrics] {metrics} [storage] {storage}",
+            " [muc] {muc} [rooms] {rooms} [archive] {archive} [log] {log} [metrics] {metrics}"
+            " [storage] {storage} [admin_api] {admin_api}",
             mucauth_event="configuration",
             **describe_settings(self.settings),
         )
@@ -292,6 +294,9 @@ def make_service(
         on_queue_wait=metrics.queue_wait if metrics is not None else None,
         log_level=LEVELS[settings.log.level],
         store=store,
+        recheck_interval=auth.recheck_interval,
+        forget_answers=authorizer.forget if isinstance(authorizer, Gate) else None,
+        on_removed=metrics.removed if metrics is not None else None,
     )
     link = ComponentLink(settings.component)
     muc.setHandlerParent(link)
@@ -313,6 +318,14 @@ def make_service(
         metrics.link_handler().setHandlerParent(link)
         MetricsServer(
             metrics, settings.metrics, reactor, exit_on_listen_error=exit_on_listen_error
+        ).setServiceParent(service)
+    if settings.admin_api.port is not None:
+        AdminAPIServer(
+            muc,
+            settings.admin_api,
+            settings.component.jid.full(),
+            reactor,
+            exit_on_listen_error=exit_on_listen_error,
         ).setServiceParent(service)
     return service
 

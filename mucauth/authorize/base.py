@@ -42,14 +42,16 @@ class JoinRequest:
     ``user`` is the full JID of the joining session (the HTTP contract sends its bare form),
     ``room`` the bare room JID, ``nick`` the requested nickname. ``action`` is ``"join"`` for a
     room entry, ``"register"`` for a jabber:iq:register request (authorize_registration) and
-    ``"mam"`` for an archive query from someone not in the room (``nick`` is then empty).
+    ``"mam"`` for an archive query from someone not in the room (``nick`` is then empty), and
+    ``"recheck"`` when an occupant is asked about again (the same GET as its join, never
+    answered from a cache).
     """
 
     user: JID
     room: JID
     nick: str
     stanza_id: str | None = None
-    action: Literal["join", "register", "mam"] = "join"
+    action: Literal["join", "register", "mam", "recheck"] = "join"
 
     @property
     def key(self) -> tuple[str, str, str, str]:

@@ -115,7 +115,8 @@ class CachingAuthorizer:
         return len(self._entries)
 
     def authorize(self, request: JoinRequest) -> Deferred[Decision]:
-        if self._ttl <= 0:
+        if self._ttl <= 0 or request.action == "recheck":
+            # A re-check exists to hear the service's answer now, never a remembered one.
             return self._inner.authorize(request)
         self._expire(self._clock.seconds())
         entry = self._entries.get(request.key)
@@ -124,6 +125,14 @@ class CachingAuthorizer:
         d = self._inner.authorize(request)
         d.addCallback(self._store, request.key)
         return d
+
+    def forget(self, user: str, room: str | None = None) -> int:
+        """Drop the answers remembered for bare JID ``user`` (in ``room``, or every room): it
+        was removed from a room, and its next join must ask the service. How many went."""
+        keys = [k for k in self._entries if k[0] == user and (room is None or k[1] == room)]
+        for key in keys:
+            del self._entries[key]
+        return len(keys)
 
     def _store(self, decision: Decision, key: Key) -> Decision:
         if not decision.is_error:

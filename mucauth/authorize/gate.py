@@ -44,6 +44,11 @@ class Gate:
     def authorize(self, request: JoinRequest) -> Deferred[Decision]:
         return self._front.authorize(request)
 
+    def forget(self, user: str, room: str | None = None) -> None:
+        """Drop remembered answers for ``user`` (revoked, or refused on a re-check)."""
+        if self.cache is not None:
+            self.cache.forget(user, room)
+
     def close(self) -> Deferred[None]:
         """Close idle HTTP connections; call from stopService (return its Deferred)."""
         return self.http.close()

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
-from twisted.internet.defer import CancelledError, Deferred, fail
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.python.failure import Failure
 from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
@@ -83,6 +83,9 @@ class Pending:
     checked: float | None = None  # when the authorizer was asked (after any wait in the queue)
     held: list[Held] = field(default_factory=list)
     decision: Decision | None = None  # the answer, once there is one
+    # A check nobody is waiting at the door for (a re-check of an occupant): its decision,
+    # whatever it is, goes here instead of to on_allow or a refusal, and nothing is sent.
+    on_decided: Callable[[Decision], None] | None = None
 
     @property
     def key(self) -> Key:
@@ -173,6 +176,27 @@ class JoinGate:
             self._overloaded(request, e.limit, e.count)
             raise errors.Overloaded() from None
 
+    def check(self, request: JoinRequest, context: Context) -> Deferred[Decision]:
+        """Ask about ``request`` through the same queue, authorizer, log line and metrics as a
+        join, for a caller that acts on the answer itself (a re-check of an occupant): the
+        Deferred fires with the Decision, an error one when the queue refuses or gives up, or
+        a cancelled one when the link goes; it never errbacks, and nothing is sent."""
+        done: Deferred[Decision] = Deferred()
+        # Never sent: a check's Pending holds the stanza that a refusal would answer.
+        placeholder = domish.Element((None, "check"))
+        pending = Pending(request, placeholder, context, _no_allow, self._clock.seconds())
+        pending.on_decided = done.callback
+        if pending.key in self._pending:
+            return succeed(Decision.error("overload", "the same check is pending"))
+        self._pending[pending.key] = pending
+        try:
+            pending.ticket = self._queue.submit(pending, request.user.userhost())
+        except QueueFullError as e:
+            del self._pending[pending.key]
+            self._overloaded(request, e.limit, e.count)
+            return succeed(Decision.error("overload", "too many checks pending"))
+        return done
+
     def hold(self, pending: Pending, held: Held) -> None:
         """Keep ``held`` until ``pending`` is decided. Raises ``errors.Overloaded`` when the
         session already has :data:`MAX_HELD` stanzas waiting."""
@@ -196,7 +220,11 @@ class JoinGate:
         for pending in cancelled:
             if self._forget(pending) and pending.deferred is not None:
                 pending.deferred.cancel()
-        return cancelled
+        waiting = [p for p in cancelled if p.on_decided is not None]
+        for pending in waiting:
+            assert pending.on_decided is not None
+            pending.on_decided(Decision.cancelled())
+        return [p for p in cancelled if p.on_decided is None]
 
     # -- inside
 
@@ -224,6 +252,9 @@ class JoinGate:
         ).with_details(source="service")
         self._log_decision(request, decision, waited, _OVERLOAD_FORMATS["timeout"], queued=waited)
         self._report(request, decision)
+        if pending.on_decided is not None:
+            pending.on_decided(decision)
+            return
         self.refuse_all(pending, errors.Overloaded())
 
     def _overloaded(
@@ -305,6 +336,9 @@ class JoinGate:
         )
         self._report(request, decision)
         pending.decision = decision
+        if pending.on_decided is not None:
+            pending.on_decided(decision)
+            return
         try:
             if decision.is_allowed:
                 pending.on_allow(pending)
@@ -347,3 +381,7 @@ class JoinGate:
     def refuse_all(self, pending: Pending, error: errors.MUCError) -> None:
         """Refuse ``pending``'s stanza and everything it held with ``error``."""
         self._send_errors(pending, stanzas.condition_for(error), error.text)
+
+
+def _no_allow(pending: Pending) -> None:
+    """A check's on_allow: never called, its decision goes to ``on_decided``."""

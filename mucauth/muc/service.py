@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
@@ -46,6 +47,7 @@ from mucauth.muc.persist import Keeper
 from mucauth.muc.presence import Presences
 from mucauth.muc.requests import RoomRequests
 from mucauth.muc.retention import Retention
+from mucauth.muc.revocation import Forget, Rechecker, RecheckResult, Revocations
 from mucauth.muc.room import Room
 from mucauth.settings import ErrorCondition, MUCSettings
 from mucauth.store.base import IRoomStore
@@ -74,6 +76,9 @@ class MUCService(XMPPHandler):
         on_queue_wait: Callable[[float], None] | None = None,
         log_level: LogLevel = LogLevel.debug,
         store: IRoomStore | None = None,
+        recheck_interval: float = 0.0,
+        forget_answers: Forget | None = None,
+        on_removed: Callable[[str, int], None] | None = None,
     ) -> None:
         """``store`` keeps persistent rooms (``persist.py``); open it before the stream comes
         up, close it after. Without a store a persistent room lasts until the process stops.
@@ -87,7 +92,12 @@ class MUCService(XMPPHandler):
         ``on_queue_wait`` how long each check waited for its turn: the metrics hooks, kept
         plain callables so this package never imports a metrics library.
 
-        ``log_level``: events below it are not even built (tap.py passes ``[log] level``)."""
+        ``log_level``: events below it are not even built (tap.py passes ``[log] level``).
+
+        ``recheck_interval`` (seconds, 0 = off) re-checks every occupant in the background
+        (``revocation.py``); ``forget_answers(user, room)`` drops the authorizer's remembered
+        answers for a user removed by a revocation or a re-check (tap.py: the decision
+        cache's), and ``on_removed(cause, count)`` hears those removals (metrics)."""
         super().__init__()
         if clock is None:
             from twisted.internet import reactor
@@ -114,6 +124,14 @@ class MUCService(XMPPHandler):
         self._messages = Messages(self._core, self._gate, RoomRequests(self._core, moderation))
         self._disco = Disco(self._core)
         self._retention = Retention(self._core)
+        self._revocations = Revocations(
+            self._core,
+            self._gate,
+            self._presences,
+            forget=forget_answers,
+            on_removed=on_removed,
+        )
+        self._rechecker = Rechecker(self._core, self._revocations, recheck_interval)
         self._iqs = IQs(
             self._core,
             self._gate,
@@ -198,6 +216,16 @@ class MUCService(XMPPHandler):
         """Pending checks by bare JID (a copy): every check ending must give its count back."""
         return self._gate.pending_per_user
 
+    def revoke(self, user: str, room: str | None = None, reason: str | None = None) -> int:
+        """Take bare JID ``user`` out of ``room`` (a bare room JID) or every room now, status
+        307 with ``reason``; how many occupants were removed. Its next join asks again."""
+        return self._revocations.revoke(user, room, reason)
+
+    def recheck(self, room: str | None = None, user: str | None = None) -> Deferred[RecheckResult]:
+        """Ask the authorizer about the matching occupants again; those it now refuses (a
+        clear no, never an error) leave with status 307."""
+        return self._revocations.recheck(room, user)
+
     def shutdown(self) -> None:
         """Tell every occupant the service is going away (status 332), then forget everything.
 
@@ -205,6 +233,7 @@ class MUCService(XMPPHandler):
         """
         self._liveness.stop()
         self._retention.stop()
+        self._rechecker.stop()
         self._presences.shutdown_notices()
         for pending in self._gate.cancel_all():
             self._gate.refuse_all(pending, errors.ShuttingDown())
@@ -219,6 +248,7 @@ class MUCService(XMPPHandler):
         if self._core.keeper is not None:
             self._core.keeper.start()
             self._retention.start()
+        self._rechecker.start()
 
     def connectionLost(self, reason: Failure) -> None:
         """Rooms do not survive the link: clients find out by self-ping and rejoin (and pass
@@ -226,6 +256,7 @@ class MUCService(XMPPHandler):
         self._gate.cancel_all()
         self._liveness.stop()
         self._retention.stop()
+        self._rechecker.stop()
         if self._core.keeper is not None:
             self._core.keeper.reset()
         self._iqs.reset()
