@@ -163,6 +163,16 @@ class AuthService:
     def log_text(self) -> str:
         return read_text(self.log_path)
 
+    def set_rules(self, rules: Mapping[str, Any]) -> None:
+        """New rules for the running service: it reads the file again on its next request."""
+        if isinstance(self.rules, Path):
+            raise ValueError("the service reads a rules file of the caller's")
+        self.rules = rules
+        path = self.directory / "rules.json"
+        new = path.with_suffix(".new")
+        new.write_text(json.dumps(rules, indent=2))
+        new.replace(path)  # whole, never half-written when the service reads it
+
     def start(self, timeout: float = 10.0) -> str:
         """Start it and return the join URL it printed."""
         self.directory.mkdir(parents=True, exist_ok=True)

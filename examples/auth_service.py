@@ -30,6 +30,9 @@ Run it::
 
     python examples/auth_service.py --rules examples/rules.json --port 8080
 
+Edit the rules file while it runs: the next request reads it again (an edit that does not
+parse is logged and the old rules stay).
+
 With ``--token-file F`` it expects ``Authorization: Bearer <the token in F>`` and answers 401
 otherwise (set ``authorization_header = Bearer <token>`` in mucauth's tap.conf). With
 ``--tls-cert``/``--tls-key`` it speaks HTTPS. Every request is logged on stdout, never the token.
@@ -195,21 +198,55 @@ def json_body(request: Request, code: int, answer: dict[str, Any]) -> bytes:
     return json.dumps(answer).encode()
 
 
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_mtime_ns, status.st_size
+
+
 class JoinResource(Resource):
     """Answers the mucauth / mod_muc_http_auth question at one path."""
 
     isLeaf = True
 
     def __init__(
-        self, rules: Rules, path: bytes, token: str | None, test_answers: bool = False
+        self,
+        rules: Rules,
+        path: bytes,
+        token: str | None,
+        test_answers: bool = False,
+        rules_path: Path | None = None,
     ) -> None:
         super().__init__()
         self.rules = rules
+        # The rules file, read again when it changes (the application's lists change; mucauth's
+        # re-checks and revocations act on the new answers).
+        self.rules_path = rules_path
+        self._rules_stamp = _stamp(rules_path) if rules_path is not None else None
         self.path = path
         self.token = token
         self.test_answers = test_answers
         self.requests: list[dict[str, Any]] = []  # kept only with --test-answers
         self.load = Load()  # likewise
+
+    def fresh_rules(self) -> Rules:
+        """The rules, read again if the file changed since; a broken edit keeps the old ones."""
+        if self.rules_path is None:
+            return self.rules
+        stamp = _stamp(self.rules_path)
+        if stamp != self._rules_stamp:
+            self._rules_stamp = stamp
+            try:
+                self.rules = load_rules(self.rules_path, test_answers=self.test_answers)
+            except (RulesError, OSError) as e:
+                log.error("rules not reloaded, the old ones stay: {error}", error=str(e))
+            else:
+                log.info(
+                    "{n} rules reloaded from {file}", n=len(self.rules.rules), file=self.rules_path
+                )
+        return self.rules
 
     def render_GET(self, request: Request) -> bytes | int:
         if self.test_answers and request.path == b"/requests":
@@ -245,7 +282,7 @@ class JoinResource(Resource):
             log.info("{uri} -> 400 (userJID, mucJID and nickname are required)", uri=request.uri)
             return json_body(request, 400, {"allowed": False, "error": "missing parameter"})
 
-        rule, allowed, reason = self.rules.decide(user, room, nick or "")
+        rule, allowed, reason = self.fresh_rules().decide(user, room, nick or "")
         if self.test_answers and rule is not None and rule.answer is not None:
             log.info(
                 "user={user} room={room} nick={nick} -> test answer {answer}",
@@ -320,7 +357,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)], redirectStandardIO=False)
-    resource = JoinResource(rules, options.path.encode(), token, options.test_answers)
+    resource = JoinResource(
+        rules, options.path.encode(), token, options.test_answers, rules_path=options.rules
+    )
     site = QuietSite(resource)
     port: IListeningPort
     if options.tls_cert:
