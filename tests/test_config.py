@@ -14,6 +14,7 @@ from twisted.words.protocols.jabber.jid import JID
 
 from mucauth.config import ConfigError, load_settings
 from mucauth.settings import (
+    AdminAPISettings,
     ArchiveSettings,
     ErrorCondition,
     MUCSettings,
@@ -793,6 +794,40 @@ class MUCLogMetricsErrorTests(ConfigTestCase):
             written = str(value).lower() if isinstance(value, bool) else str(value)
             s = self.load(self.with_("muc", f"{f.name} = {written}"))
             self.assertEqual(getattr(s.muc, f.name), value, f.name)
+
+    def test_admin_api(self) -> None:
+        self.assertEqual(self.load(MINIMAL).admin_api, AdminAPISettings())
+        token = "t" * 24
+        s = self.load(self.with_("admin_api", f"port = 8089\ntoken = {token}"))
+        self.assertEqual(s.admin_api, AdminAPISettings(port=8089, token=Secret(token)))
+        path = self.write(token + "\n", "token")
+        s = self.load(self.with_("admin_api", f"port = 8089\ninterface = ::1\ntoken_file = {path}"))
+        self.assertEqual((s.admin_api.interface, s.admin_api.token), ("::1", Secret(token)))
+        self.assertEqual(
+            self.load(
+                self.with_("muc_http_auth", "recheck_interval = 300")
+            ).http_auth.recheck_interval,
+            300,
+        )
+
+    def test_admin_api_errors(self) -> None:
+        cases = {
+            "port = 8089": "tap.conf: [admin_api] token: the admin API needs a token"
+            " (token or token_file)",
+            "port = 8089\ntoken = short": "tap.conf: [admin_api] token: too short: use at least"
+            " 16 characters (e.g. openssl rand -hex 24)",
+            "token = " + "t" * 20: "tap.conf: [admin_api] token: the admin API is off without a"
+            " port: set port, or remove this",
+            "port = 99999\ntoken = " + "t" * 20: "tap.conf: [admin_api] port: ",
+        }
+        for lines, expected in cases.items():
+            message = self.error(self.with_("admin_api", lines))
+            self.assertTrue(message.startswith(expected), message)
+            self.assertNotIn("t" * 20, message)
+        self.assertIn(
+            "recheck_interval",
+            self.error(self.with_("muc_http_auth", "recheck_interval = -5")),
+        )
 
     def test_archive_keys(self) -> None:
         s = self.load(

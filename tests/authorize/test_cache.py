@@ -98,9 +98,21 @@ class CachingTests(SynchronousTestCase):
     def test_provides_interface(self) -> None:
         verifyObject(IJoinAuthorizer, self.auth)
 
-    def test_only_the_interface_and_nothing_unused(self) -> None:
-        # No caller ever cleared the cache: answers leave it by their ttl alone.
-        self.assertFalse(hasattr(self.auth, "clear"))
+    def test_forget_drops_a_users_answers(self) -> None:
+        self.successResultOf(self.auth.authorize(join()))
+        self.successResultOf(self.auth.authorize(join(room="other@rooms.example.org")))
+        self.successResultOf(self.auth.authorize(join(user="bob@example.org/pc")))
+        self.assertEqual(self.auth.forget("alice@example.org", "physics@rooms.example.org"), 1)
+        self.assertEqual(self.auth.forget("alice@example.org"), 1)
+        self.assertEqual(len(self.auth), 1)  # bob's
+        self.successResultOf(self.auth.authorize(join()))
+        self.assertEqual(len(self.inner.requests), 4)
+
+    def test_a_recheck_is_never_answered_from_the_cache(self) -> None:
+        self.successResultOf(self.auth.authorize(join(action="recheck")))
+        self.successResultOf(self.auth.authorize(join(action="recheck")))
+        self.assertEqual(len(self.inner.requests), 2)
+        self.assertEqual(len(self.auth), 0)
 
     def test_allow_is_reused_until_ttl(self) -> None:
         self.successResultOf(self.auth.authorize(join()))
