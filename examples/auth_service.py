@@ -198,12 +198,14 @@ def json_body(request: Request, code: int, answer: dict[str, Any]) -> bytes:
     return json.dumps(answer).encode()
 
 
-def _stamp(path: Path) -> tuple[int, int] | None:
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """What changes when the file does: a file replaced (written elsewhere, renamed over it)
+    is a new inode even within the clock's granularity."""
     try:
         status = path.stat()
     except OSError:
         return None
-    return status.st_mtime_ns, status.st_size
+    return status.st_ino, status.st_mtime_ns, status.st_size
 
 
 class JoinResource(Resource):

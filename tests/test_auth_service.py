@@ -336,3 +336,38 @@ class TokenAndTLSTests(ServiceFixture):
         self.ask_with({"Authorization": "Bearer nope"})
         self.assertNotIn(self.TOKEN, self.service.log_text())
         self.assertNotIn("nope", self.service.log_text())
+
+
+class ReloadTests(ServiceFixture):
+    """A service of its own: these tests change its rules."""
+
+    @classmethod
+    def make_service(cls, directory: Path) -> AuthService:
+        return AuthService(directory, {"rules": [{"user": "alice@localhost", "room": "*"}]})
+
+    def allowed(self, user: str, room: str = "lobby@rooms.localhost") -> bool:
+        status, body = ask(self.service.url, user, room, "n")
+        self.assertEqual(status, 200)
+        return bool(json.loads(body)["allowed"])
+
+    def test_new_rules_apply_to_the_next_request(self) -> None:
+        self.service.set_rules({"rules": [{"user": "alice@localhost", "room": "*"}]})
+        self.assertTrue(self.allowed("alice@localhost"))
+        self.service.set_rules({"rules": [{"user": "bob@localhost", "room": "*"}]})
+        self.assertFalse(self.allowed("alice@localhost"))
+        self.assertTrue(self.allowed("bob@localhost"))
+        self.assertIn("1 rules reloaded from", self.service.log_text())
+
+    def test_a_broken_edit_keeps_the_old_rules(self) -> None:
+        self.service.set_rules({"rules": [{"user": "carol@localhost", "room": "*"}]})
+        self.assertTrue(self.allowed("carol@localhost"))
+        (self.service.directory / "rules.json").write_text("{not json")
+        self.assertTrue(self.allowed("carol@localhost"))
+        self.assertIn("rules not reloaded, the old ones stay", self.service.log_text())
+
+    def test_an_archive_reader_has_no_nickname(self) -> None:
+        self.service.set_rules({"rules": [{"user": "dave@localhost", "room": "*", "nicks": "d"}]})
+        query = "userJID=dave@localhost&mucJID=lobby@rooms.localhost&nickname="
+        status, body = get(f"{self.service.url}?{query}&action=mam")
+        self.assertEqual((status, json.loads(body)["allowed"]), (200, True))
+        self.assertEqual(get(f"{self.service.url}?{query}")[0], 400)
