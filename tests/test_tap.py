@@ -498,6 +498,26 @@ class TwistdCommandTests(SynchronousTestCase):
             output,
         )
 
+    def test_admin_api_port_in_use_exits_1_with_one_line(self) -> None:
+        directory = temp_dir(self)
+        token = "a-token-nobody-may-see-0123"
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            (directory / "tap.conf").write_text(
+                CONFIG.format(port=5347) + f"\n[admin_api]\nport = {port}\ntoken = {token}\n"
+            )
+            result = run_twistd(Path("tap.conf"), directory)
+        self.assertEqual(result.returncode, 1)
+        output = result.stdout + result.stderr
+        self.assertNotIn("Traceback", output)
+        self.assertNotIn(token, output)
+        self.assertIn(
+            f"mucauth: [admin_api] port: cannot listen on 127.0.0.1:{port}: Address already in use",
+            output,
+        )
+
     def test_missing_default_config(self) -> None:
         directory = temp_dir(self)
         result = subprocess.run(
