@@ -11,7 +11,7 @@ from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 
 from mucauth.muc import errors, stanzas
-from mucauth.muc.archive import archives, stanza_id_element
+from mucauth.muc.archive import archives
 from mucauth.muc.core import Context, Core
 from mucauth.muc.incoming import child
 from mucauth.muc.join import JoinGate
@@ -73,11 +73,13 @@ class Messages:
         subject = child(message, "subject")
         body = child(message, "body")
         archive_id = None
+        stored_children = children
         if body is not None and archives(room, core):
             # XEP-0359: the room's own id for the message, by which the archive pages and
-            # moderators retract (client_children dropped any a client forged).
-            archive_id = uuid.uuid4().hex
-            children.append(stanza_id_element(room, archive_id))
+            # moderators retract (client_children dropped any a client forged); written once
+            # for every copy, and kept among the children in the history and the archive.
+            archive_id = stanzas.StanzaId.of(room.jid.userhost(), uuid.uuid4().hex)
+            stored_children = [*children, archive_id.element()]
         if subject is not None and body is None:
             room.set_subject(context.sender, str(subject))
             if core.keeper is not None:
@@ -85,7 +87,13 @@ class Messages:
         sizes: list[int] = []
         for _viewer, session in core.sessions(room):
             reflected = stanzas.groupchat_message(
-                room, occupant.nick, occupant.occupant_id, session, children, stanza_id=stanza_id
+                room,
+                occupant.nick,
+                occupant.occupant_id,
+                session,
+                children,
+                stanza_id=stanza_id,
+                archive_id=archive_id,
             )
             if not sizes:
                 sizes.append(len(reflected.toXml()))
@@ -95,7 +103,7 @@ class Messages:
                 core.now(),
                 occupant.nick,
                 occupant.occupant_id,
-                Stored(children, stanza_id, archive_id),
+                Stored(stored_children, stanza_id, archive_id.id if archive_id else None),
                 sizes[0] if sizes else 0,
             )
             room.add_history(entry)

@@ -9,6 +9,7 @@ and ``<delay/>`` from ``wokkel.delay``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from twisted.words.protocols.jabber.error import StanzaError
@@ -249,22 +250,54 @@ class OccupantPresence(LazyStanza):
         return "".join(out)
 
 
+@dataclass(frozen=True)
+class StanzaId:
+    """The room's id for a message (XEP-0359 ``<stanza-id by=room/>``), written once for all
+    the copies of the message."""
+
+    by: str
+    id: str
+    xml: str = ""
+
+    @classmethod
+    def of(cls, by: str, id: str) -> StanzaId:
+        xml = (
+            f"<stanza-id xmlns='{NS_SID}' by='{escape_attribute(by)}' id='{escape_attribute(id)}'/>"
+        )
+        return cls(by, id, xml)
+
+    def element(self) -> domish.Element:
+        element = domish.Element((NS_SID, "stanza-id"))
+        element["by"] = self.by
+        element["id"] = self.id
+        return element
+
+
 class GroupchatMessage(LazyStanza):
     """A reflected groupchat message (see :func:`groupchat_message`), its tree made only if
     read: a message to a room of N is N of these."""
 
-    owned = frozenset({NS_OCCUPANT_ID})
+    owned = frozenset({NS_OCCUPANT_ID, NS_SID})
 
     def __init__(
-        self, attributes: dict[str, str], children: Sequence[domish.Element], occupant_id: str
+        self,
+        attributes: dict[str, str],
+        children: Sequence[domish.Element],
+        occupant_id: str,
+        archive_id: StanzaId | None = None,
     ) -> None:
-        super().__init__("message", attributes, children, occupant_id)
+        super().__init__("message", attributes, children, (occupant_id, archive_id))
 
-    def build(self, occupant_id: str) -> None:
+    def build(self, parts: tuple[str, StanzaId | None]) -> None:
+        occupant_id, archive_id = parts
+        if archive_id is not None:
+            self.addChild(archive_id.element())
         self.addChild(_occupant_id(occupant_id))
 
-    def tail(self, occupant_id: str) -> str:
-        return f"<occupant-id xmlns='{NS_OCCUPANT_ID}' id='{escape_attribute(occupant_id)}'/>"
+    def tail(self, parts: tuple[str, StanzaId | None]) -> str:
+        occupant_id, archive_id = parts
+        own = f"<occupant-id xmlns='{NS_OCCUPANT_ID}' id='{escape_attribute(occupant_id)}'/>"
+        return own if archive_id is None else archive_id.xml + own
 
 
 def groupchat_message(
@@ -276,13 +309,15 @@ def groupchat_message(
     *,
     stanza_id: str | None = None,
     delay: datetime | None = None,
+    archive_id: StanzaId | None = None,
 ) -> domish.Element:
-    """A reflected (or, with ``delay``, replayed) groupchat message, keeping the sender's id."""
+    """A reflected (or, with ``delay``, replayed) groupchat message, keeping the sender's id;
+    ``archive_id``: the room's id for it (a replayed one has it among its ``children``)."""
     attributes = {"from": occupant_address(room.jid, nick), "to": to.full(), "type": "groupchat"}
     if stanza_id:
         attributes["id"] = stanza_id
     if delay is None:
-        return GroupchatMessage(attributes, children, occupant_id)
+        return GroupchatMessage(attributes, children, occupant_id, archive_id)
     message = Stanza((None, "message"), attribs=attributes)
     for child in children:
         message.children.append(child)

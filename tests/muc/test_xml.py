@@ -187,9 +187,13 @@ class OccupantPresenceTextTests(SynchronousTestCase):
 
 class GroupchatTextTests(SynchronousTestCase):
     @settings(max_examples=300, deadline=None)
-    @given(st.lists(trees(), max_size=3), st.sampled_from([None, "m1", "a&b"]))
+    @given(
+        st.lists(trees(), max_size=3),
+        st.sampled_from([None, "m1", "a&b"]),
+        st.sampled_from([None, "1f3a", "x'<y"]),
+    )
     def test_unread_text_is_the_tree_s(
-        self, children: list[domish.Element], stanza_id: str | None
+        self, children: list[domish.Element], stanza_id: str | None, archive: str | None
     ) -> None:
         from datetime import UTC, datetime
 
@@ -204,7 +208,10 @@ class GroupchatTextTests(SynchronousTestCase):
         to = JID("viewer@example.org/r")
 
         def message() -> Any:
-            return stanzas.groupchat_message(room, "n<'", "oid", to, children, stanza_id=stanza_id)
+            archive_id = stanzas.StanzaId.of("room@rooms.example.org", archive) if archive else None
+            return stanzas.groupchat_message(
+                room, "n<'", "oid", to, children, stanza_id=stanza_id, archive_id=archive_id
+            )
 
         default, prefixes = STREAM
         for args in ((), (prefixes, 1, default, list(prefixes.values()))):
