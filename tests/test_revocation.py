@@ -14,6 +14,7 @@ import urllib.request
 from typing import Any, ClassVar
 
 from examples._stack import free_port
+from tests.support.shards import Shards
 from tests.support.stack import ClassFixture, Stack
 from tests.support.xmpp import JoinResult, XMPPClient
 
@@ -188,3 +189,56 @@ class PeriodicRecheckTests(RevocationTests):
 
 class EjabberdPeriodicRecheckTests(PeriodicRecheckTests):
     server = "ejabberd"
+
+
+class ShardedAdminAPITests(ClassFixture):
+    """Two mucauth processes behind ejabberd's balancing, each with its admin API: each one
+    answers for its own rooms, and asking both reaches every room."""
+
+    @classmethod
+    def start_fixture(cls) -> tuple[Shards, list[int]]:
+        ports = [free_port(), free_port()]
+        shards = Shards(
+            instance_sections=lambda index: {
+                "admin_api": {"port": str(ports[index]), "token": TOKEN}
+            },
+        ).start()
+        return shards, ports
+
+    @classmethod
+    def stop_fixture(cls, fixture: tuple[Shards, list[int]]) -> None:
+        fixture[0].stop()
+
+    def api(self, port: int, method: str, path: str, body: Any = None) -> Any:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}{path}",
+            method=method,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        )
+        with urllib.request.urlopen(request, timeout=20) as response:
+            return json.loads(response.read())
+
+    def test_each_process_answers_for_its_own_rooms(self) -> None:
+        shards, ports = self.fixture()
+        alice, bob = shards.clients["alice"], shards.clients["bob"]
+        rooms = [shards.room(f"shard-{n}") for n in range(6)]
+        for room in rooms:
+            for client, nick in ((alice, "alice"), (bob, "bob")):
+                result = client.join(room, nick)
+                self.assertTrue(result.ok, result.describe() + "\n" + shards.diagnostics())
+        listed = [{r["jid"] for r in self.api(port, "GET", "/v1/rooms")["rooms"]} for port in ports]
+        self.assertEqual(listed[0] | listed[1], set(rooms))
+        self.assertEqual(listed[0] & listed[1], set())
+        for room in rooms:
+            [owner] = shards.owners(room)
+            self.assertIn(room, listed[owner])
+        removed = [
+            self.api(port, "POST", "/v1/revoke", {"userJID": "alice@localhost"})["removed"]
+            for port in ports
+        ]
+        self.assertEqual(removed, [len(listed[0]), len(listed[1])])
+        for room in rooms:
+            kicked = alice.wait_presence(f"{room}/alice", "unavailable")
+            self.assertEqual(kicked.status_codes, {110, 307}, kicked.xml)
+            bob.leave(room)

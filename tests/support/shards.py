@@ -41,7 +41,8 @@ class Shards:
 
     ``users`` get a slixmpp client each (``clients``); ``accounts`` are only registered, for
     load clients. ``http_options`` and ``sections`` go into every instance's tap.conf;
-    ``shard_query`` appends ``?shard=<index>`` to each instance's url.
+    ``shard_query`` appends ``?shard=<index>`` to each instance's url; ``instance_sections``
+    gives an instance's own sections (its ``[admin_api] port``), on top of ``sections``.
     """
 
     def __init__(
@@ -55,6 +56,7 @@ class Shards:
         sections: Mapping[str, Mapping[str, str]] | None = None,
         shard_query: bool = False,
         log_level: str = "debug",
+        instance_sections: Callable[[int], Mapping[str, Mapping[str, str]]] | None = None,
     ) -> None:
         self.directory = Path(tempfile.mkdtemp(prefix="mucauth-sharding-"))
         self.count = count
@@ -64,6 +66,7 @@ class Shards:
         self.sections = sections
         self.shard_query = shard_query
         self.log_level = log_level
+        self.instance_sections = instance_sections
         self.ejabberd = EjabberdServer(self.directory / "ejabberd", component_number=count)
         self.auth = AuthService(self.directory / "auth", rules, test_answers=True)
         self.instances: list[MucauthProcess] = []
@@ -88,7 +91,7 @@ class Shards:
                     secret=self.ejabberd.component_secret,
                     url=url + (f"?shard={index}" if self.shard_query else ""),
                     http_options=self.http_options,
-                    sections=self.sections,
+                    sections=self._sections(index),
                     log_level=self.log_level,
                     writer="tests/support/shards.py",
                 )
@@ -100,6 +103,14 @@ class Shards:
             self.stop()
             raise
         return self
+
+    def _sections(self, index: int) -> Mapping[str, Mapping[str, str]] | None:
+        if self.instance_sections is None:
+            return self.sections
+        merged = {name: dict(keys) for name, keys in (self.sections or {}).items()}
+        for name, keys in self.instance_sections(index).items():
+            merged.setdefault(name, {}).update(keys)
+        return merged
 
     def connect_clients(self) -> None:
         for user in self.users:
