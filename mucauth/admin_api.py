@@ -287,13 +287,5 @@ class AdminAPIServer(SiteServer):
             "admin_api",
             reactor,
             exit_on_listen_error=exit_on_listen_error,
-        )
-
-    def startService(self) -> None:
-        super().startService()
-        address = self.address()
-        self.log.info(
-            "admin api: serving http://{host}:{port}/v1/",
-            host=getattr(address, "host", None),
-            port=getattr(address, "port", None),
+            path="/v1/",
         )

@@ -392,13 +392,5 @@ class MetricsServer(SiteServer):
             "metrics",
             reactor,
             exit_on_listen_error=exit_on_listen_error,
-        )
-
-    def startService(self) -> None:
-        super().startService()
-        address = self.address()
-        self.log.info(
-            "metrics: serving http://{host}:{port}/metrics",
-            host=getattr(address, "host", None),
-            port=getattr(address, "port", None),
+            path="/metrics",
         )

@@ -167,14 +167,8 @@ class JoinGate:
         """Queue a check; ``on_allow(pending)`` runs if the answer is yes (it may raise a
         MUCError to refuse after all). Raises ``errors.Overloaded`` past a pending bound."""
         pending = Pending(request, stanza, context, on_allow, self._clock.seconds())
-        # Known before the queue may start it: a check can be decided before submit returns.
-        self._pending[pending.key] = pending
-        try:
-            pending.ticket = self._queue.submit(pending, request.user.userhost())
-        except QueueFullError as e:
-            del self._pending[pending.key]
-            self._overloaded(request, e.limit, e.count)
-            raise errors.Overloaded() from None
+        if not self._submit(pending):
+            raise errors.Overloaded()
 
     def check(self, request: JoinRequest, context: Context) -> Deferred[Decision]:
         """Ask about ``request`` through the same queue, authorizer, log line and metrics as a
@@ -188,14 +182,22 @@ class JoinGate:
         pending.on_decided = done.callback
         if pending.key in self._pending:
             return succeed(Decision.error("overload", "the same check is pending"))
+        if not self._submit(pending):
+            return succeed(Decision.error("overload", "too many checks pending"))
+        return done
+
+    def _submit(self, pending: Pending) -> bool:
+        """Into the queue; False (logged and counted) past a pending bound."""
+        request = pending.request
+        # Known before the queue may start it: a check can be decided before submit returns.
         self._pending[pending.key] = pending
         try:
             pending.ticket = self._queue.submit(pending, request.user.userhost())
         except QueueFullError as e:
             del self._pending[pending.key]
             self._overloaded(request, e.limit, e.count)
-            return succeed(Decision.error("overload", "too many checks pending"))
-        return done
+            return False
+        return True
 
     def hold(self, pending: Pending, held: Held) -> None:
         """Keep ``held`` until ``pending`` is decided. Raises ``errors.Overloaded`` when the
