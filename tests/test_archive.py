@@ -10,10 +10,10 @@ Plain synchronous methods, like tests/test_e2e.py: they run under trial and unde
 from __future__ import annotations
 
 import re
-from typing import Any, ClassVar
+from typing import Any
 
 from tests.support.rooms import config_iq, is_result
-from tests.support.stack import ClassFixture, Stack
+from tests.support.stack import StackFixture
 from tests.support.xmpp import ArchivePage, XMPPClient
 
 RULES: dict[str, Any] = {
@@ -25,23 +25,11 @@ RULES: dict[str, Any] = {
 MESSAGES = 250
 
 
-class ArchiveTests(ClassFixture):
-    server: ClassVar[str] = "prosody"
-    stack: Stack
-
-    @classmethod
-    def start_fixture(cls) -> Stack:
-        stack = Stack(cls.__name__, rules=RULES, server=cls.server)
-        stack.start()
-        return stack
-
-    @classmethod
-    def stop_fixture(cls, fixture: Stack) -> None:
-        fixture.stop()
+class ArchiveTests(StackFixture):
+    rules = RULES
 
     def setUp(self) -> None:
         super().setUp()
-        self.stack = self.fixture()
         self.alice = self.stack.client("alice")
         self.bob = self.stack.client("bob")
 

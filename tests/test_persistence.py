@@ -8,12 +8,12 @@ Plain synchronous methods, like tests/test_e2e.py: they run under trial and unde
 from __future__ import annotations
 
 import time
-from typing import Any, ClassVar
+from typing import Any
 
 from tests.support.postgres import PostgresCluster
 from tests.support.rooms import OWNER, config_iq, is_result, self_item
 from tests.support.shards import Shards
-from tests.support.stack import ClassFixture, Stack
+from tests.support.stack import ClassFixture, StackFixture
 from tests.support.xmpp import JoinResult, XMPPClient
 
 RULES: dict[str, Any] = {"rules": [{"user": "*", "room": "*"}]}
@@ -35,25 +35,13 @@ def make_persistent_and_talk(owner: XMPPClient, room: str, subject: str, body: s
     owner.leave(room)
 
 
-class PersistentRoomTests(ClassFixture):
+class PersistentRoomTests(StackFixture):
     """One server, one mucauth on SQLite; mucauth restarted between the owner and the joiner."""
 
-    server: ClassVar[str] = "prosody"
-    stack: Stack
-
-    @classmethod
-    def start_fixture(cls) -> Stack:
-        stack = Stack(cls.__name__, rules=RULES, server=cls.server)
-        stack.start()
-        return stack
-
-    @classmethod
-    def stop_fixture(cls, fixture: Stack) -> None:
-        fixture.stop()
+    rules = RULES
 
     def setUp(self) -> None:
         super().setUp()
-        self.stack = self.fixture()
         self.alice = self.stack.client("alice")
         self.bob = self.stack.client("bob")
 

@@ -337,6 +337,29 @@ class ClassFixture(unittest.TestCase):
             cls._stop_class()
 
 
+class StackFixture(ClassFixture):
+    """Tests that share one Stack per class: the class's ``server`` and ``rules``, the stack as
+    ``self.stack`` in each test."""
+
+    server: ClassVar[str] = "prosody"
+    rules: ClassVar[Mapping[str, Any]] = {"rules": [{"user": "*", "room": "*"}]}
+    stack: Stack
+
+    @classmethod
+    def start_fixture(cls) -> Stack:
+        stack = Stack(cls.__name__, rules=cls.rules, server=cls.server)
+        stack.start()
+        return stack
+
+    @classmethod
+    def stop_fixture(cls, fixture: Stack) -> None:
+        fixture.stop()
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.stack = self.fixture()
+
+
 def _own_names(cls: type) -> set[str]:
     names: set[str] = set()
     for klass in cls.__mro__:
