@@ -479,14 +479,15 @@ class TwistdCommandTests(SynchronousTestCase):
         self.assertIn("mucauth: tap.conf: [storage]: cannot open the room store", line)
         self.assertIn("no/such/dir/rooms.sqlite", line)
 
-    def test_metrics_port_in_use_exits_1_with_one_line(self) -> None:
+    def assert_port_in_use_exits(self, section: str, extra: str = "") -> str:
+        """A ``[section] port`` already taken: exit 1, one line, no traceback, no secret."""
         directory = temp_dir(self)
         with socket.socket() as taken:
             taken.bind(("127.0.0.1", 0))
             taken.listen()
             port = taken.getsockname()[1]
             (directory / "tap.conf").write_text(
-                CONFIG.format(port=5347) + f"\n[metrics]\nport = {port}\n"
+                CONFIG.format(port=5347) + f"\n[{section}]\nport = {port}\n{extra}"
             )
             result = run_twistd(Path("tap.conf"), directory)
         self.assertEqual(result.returncode, 1)
@@ -494,29 +495,18 @@ class TwistdCommandTests(SynchronousTestCase):
         self.assertNotIn("Traceback", output)
         self.assertNotIn(SECRET, output)
         self.assertIn(
-            f"mucauth: [metrics] port: cannot listen on 127.0.0.1:{port}: Address already in use",
+            f"mucauth: [{section}] port: cannot listen on 127.0.0.1:{port}: Address already in use",
             output,
         )
+        return output
+
+    def test_metrics_port_in_use_exits_1_with_one_line(self) -> None:
+        self.assert_port_in_use_exits("metrics")
 
     def test_admin_api_port_in_use_exits_1_with_one_line(self) -> None:
-        directory = temp_dir(self)
         token = "a-token-nobody-may-see-0123"
-        with socket.socket() as taken:
-            taken.bind(("127.0.0.1", 0))
-            taken.listen()
-            port = taken.getsockname()[1]
-            (directory / "tap.conf").write_text(
-                CONFIG.format(port=5347) + f"\n[admin_api]\nport = {port}\ntoken = {token}\n"
-            )
-            result = run_twistd(Path("tap.conf"), directory)
-        self.assertEqual(result.returncode, 1)
-        output = result.stdout + result.stderr
-        self.assertNotIn("Traceback", output)
+        output = self.assert_port_in_use_exits("admin_api", f"token = {token}\n")
         self.assertNotIn(token, output)
-        self.assertIn(
-            f"mucauth: [admin_api] port: cannot listen on 127.0.0.1:{port}: Address already in use",
-            output,
-        )
 
     def test_missing_default_config(self) -> None:
         directory = temp_dir(self)
