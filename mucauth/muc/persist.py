@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
@@ -57,6 +58,9 @@ __all__ = [
 
 # Stanzas one room's read may hold; past that the room is being flooded while the store is slow.
 MAX_WAITING = 500
+# Seconds between sweeps for stored rooms read back without anyone joining (a disco or archive
+# query): empty, they leave memory again, as a room does when its last occupant leaves.
+SWEEP_INTERVAL = 60.0
 
 _CONFIG_FIELDS = {f.name: f for f in dataclasses.fields(RoomConfig)}
 _SALT = "occupant_id_salt"
@@ -176,10 +180,15 @@ class Keeper:
         store: IRoomStore,
         *,
         replay: Callable[[Held], None],
+        busy: Callable[[], set[JID]] = set,
     ) -> None:
+        """``busy`` gives the rooms with checks pending (a join to them may be decided any
+        moment: they stay)."""
         self._core = core
         self._store = store
         self._replay = replay
+        self._busy = busy
+        self._sweeper: LoopingCall | None = None
         # The JIDs of the stored rooms, once read; None: look for every room.
         self._known: set[str] | None = None
         self._loading: dict[JID, list[Held]] = {}
@@ -195,6 +204,10 @@ class Keeper:
 
     def start(self) -> Deferred[None]:
         """Learn which rooms the store holds (the stream is up; the store is open)."""
+        if self._sweeper is None:
+            self._sweeper = LoopingCall(self.sweep)
+            self._sweeper.clock = self._core.clock
+            self._sweeper.start(SWEEP_INTERVAL, now=False)
         self._known = None  # until the list is read, every room is looked for
         d = self._store.room_jids()
 
@@ -260,6 +273,25 @@ class Keeper:
         """The stream is gone: what waits for a read is dropped (its answers could not be
         delivered); reads still out end in nothing."""
         self._loading.clear()
+        if self._sweeper is not None and self._sweeper.running:
+            self._sweeper.stop()
+        self._sweeper = None
+
+    def sweep(self) -> int:
+        """Unload the empty persistent rooms nobody is joining: the store has them. How many."""
+        rooms = self._core.rooms
+        idle = [jid for jid, room in rooms.items() if room.is_empty and room.config.persistent]
+        if not idle:
+            return 0
+        busy = self._busy()
+        unloaded = 0
+        for jid in idle:
+            if jid not in busy:
+                del rooms[jid]
+                unloaded += 1
+        if unloaded:
+            self._core.log.debug("rooms unloaded: {count} empty", count=unloaded)
+        return unloaded
 
     def _done(self, room_jid: JID, waiting: list[Held]) -> bool:
         if self._loading.get(room_jid) is not waiting:

@@ -117,7 +117,12 @@ class MUCService(XMPPHandler):
             replay=self._replay,
         )
         if store is not None:
-            self._core.keeper = Keeper(self._core, store, replay=self._replay_loaded)
+            self._core.keeper = Keeper(
+                self._core,
+                store,
+                replay=self._replay_loaded,
+                busy=lambda: {key[1] for key in self._gate.pending},
+            )
         self._presences = Presences(self._core, self._gate)
         self._liveness = Liveness(self._core, self.request, self._presences.remove_session)
         moderation = Moderation(self._core, self._presences)

@@ -116,6 +116,23 @@ class AcrossRestartTests(PersistentTestCase):
             self.receive(message(ALICE, body=f"post {n}", id=f"m{n}"))
         self.leave(ALICE, "alice")
 
+    def test_a_room_read_back_without_a_join_leaves_memory_at_the_next_sweep(self) -> None:
+        self.restart()
+        self.receive(iq(BOB, ROOM, "<query xmlns='http://jabber.org/protocol/disco#info'/>"))
+        self.take()
+        self.assertIn(JID(ROOM), self.service.rooms)  # read back to answer the disco query
+        self.join(CAROL, "carol")  # a join being decided keeps the room
+        self.clock.advance(60)
+        self.assertIn(JID(ROOM), self.service.rooms)
+        self.auth.allow()
+        self.leave(CAROL, "carol")  # emptied by a leave: unloaded at once, as before
+        self.receive(iq(BOB, ROOM, "<query xmlns='http://jabber.org/protocol/disco#info'/>"))
+        self.take()
+        self.assertIn(JID(ROOM), self.service.rooms)
+        self.clock.advance(60)
+        self.assertNotIn(JID(ROOM), self.service.rooms)
+        self.assertEqual(self.successResultOf(self.store.room_jids()), [ROOM])
+
     def test_an_empty_persistent_room_leaves_memory_not_the_store(self) -> None:
         self.assertNotIn(JID(ROOM), self.service.rooms)
         self.assertEqual(self.successResultOf(self.store.room_jids()), [ROOM])
