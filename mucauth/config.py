@@ -31,6 +31,7 @@ from mucauth.settings import (
     ComponentSettings,
     ErrorCondition,
     HTTPAuthSettings,
+    LimitSettings,
     LogSettings,
     MetricsSettings,
     MUCSettings,
@@ -91,10 +92,13 @@ SECTIONS: Mapping[str, frozenset[str]] = {
         }
     ),
     "muc": frozenset(
-        f.name for f in dataclasses.fields(MUCSettings) if f.name not in ("rooms", "archive")
+        f.name
+        for f in dataclasses.fields(MUCSettings)
+        if f.name not in ("rooms", "archive", "limits")
     )
     | frozenset(OLD_ROOM_KEYS),
     "archive": frozenset(f.name for f in dataclasses.fields(ArchiveSettings)),
+    "limits": frozenset(f.name for f in dataclasses.fields(LimitSettings)),
     "rooms": frozenset(f.name for f in dataclasses.fields(RoomDefaults)),
     "log": frozenset({"level", "format"}),
     "metrics": frozenset({"port", "interface"}),
@@ -112,6 +116,11 @@ _MUC_MINIMUM = {
     "max_pending_checks": 1,
     "max_pending_per_user": 1,
 }
+
+# [limits] lower bounds (other limits are at least 1): below these no ordinary stanza fits.
+_LIMIT_MINIMUM = {"max_stanza_size": 16_384 + 1_024, "max_payload_size": 1_024, "max_depth": 4}
+# Bytes kept between max_payload_size and max_stanza_size for what the service adds.
+LIMIT_OVERHEAD = 16_384
 
 T = TypeVar("T")
 
@@ -382,13 +391,32 @@ class _Reader:
     def _muc(self, s: _Section) -> MUCSettings:
         values: dict[str, Any] = {}
         for f in dataclasses.fields(MUCSettings):
-            if f.name not in ("rooms", "archive"):
+            if f.name not in ("rooms", "archive", "limits"):
                 values[f.name] = s.get(f.name, _converter_for(f), _default_of(f))
         return MUCSettings(
             **values,
             rooms=self._rooms(self.section("rooms"), s),
             archive=self._archive(self.section("archive")),
+            limits=self._limits(self.section("limits")),
         )
+
+    def _limits(self, s: _Section) -> LimitSettings:
+        values = {
+            f.name: s.get(f.name, _integer_at_least(_LIMIT_MINIMUM.get(f.name, 1)), _default_of(f))
+            for f in dataclasses.fields(LimitSettings)
+        }
+        limits = LimitSettings(**values)
+        # What the service wraps around a payload (addresses, occupant and stanza ids, a delay
+        # stamp, a MAM result's forward) must still fit: keep this much room beside the payload.
+        room = limits.max_stanza_size - limits.max_payload_size
+        if room < LIMIT_OVERHEAD:
+            key = "max_payload_size" if s.raw("max_payload_size") is not None else "max_stanza_size"
+            s.fail(
+                key,
+                f"max_stanza_size ({limits.max_stanza_size}) must exceed max_payload_size"
+                f" ({limits.max_payload_size}) by at least {LIMIT_OVERHEAD} bytes",
+            )
+        return limits
 
     def _archive(self, s: _Section) -> ArchiveSettings:
         defaults = _defaults(ArchiveSettings)

@@ -129,6 +129,29 @@ class ArchiveSettings:
 
 
 @dataclass(frozen=True)
+class LimitSettings:
+    """Bounds on what one client can make the service hold or write ([limits] in tap.conf).
+
+    Every output is kept under ``max_stanza_size`` by construction: the inputs that reach an
+    output are bounded here, with room to spare for the addresses and wrappers the service
+    adds, and the way out (``muc/xml.py``) refuses anything larger all the same. The XMPP
+    server closes a component link that sends a stanza over its own limit (Prosody: 512 KiB
+    on the component port), which would empty every room.
+    """
+
+    max_stanza_size: int = 262_144  # bytes of any one stanza the service writes
+    max_payload_size: int = 65_536  # bytes of a message's or presence's payload, as written
+    max_depth: int = 32  # nesting levels of elements in a client's stanza
+    max_subject_length: int = 4_096  # characters of a room subject
+    max_title_length: int = 256  # characters of a room's name (muc#roomconfig_roomname)
+    max_description_length: int = 2_048  # characters of a room's description
+    max_rooms_per_user: int = 100  # rooms one bare JID may have created (persistent: stored)
+    max_rooms: int = 100_000  # rooms the service holds or keeps at most
+    disco_page_size: int = 100  # rooms per disco#items page (XEP-0059 may ask for fewer)
+    max_archive_queries_per_user: int = 2  # archive queries of one bare JID being answered
+
+
+@dataclass(frozen=True)
 class MUCSettings:
     service_name: str = "Chatrooms"
     max_nick_length: int = 64  # characters, after resourceprep
@@ -150,6 +173,7 @@ class MUCSettings:
     load_timeout: float = 10.0
     rooms: RoomDefaults = field(default_factory=RoomDefaults)
     archive: ArchiveSettings = field(default_factory=ArchiveSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
 
 
 @dataclass(frozen=True)

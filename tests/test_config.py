@@ -17,6 +17,7 @@ from mucauth.settings import (
     AdminAPISettings,
     ArchiveSettings,
     ErrorCondition,
+    LimitSettings,
     MUCSettings,
     RoomDefaults,
     RoomScope,
@@ -787,13 +788,37 @@ class MUCLogMetricsErrorTests(ConfigTestCase):
 
     def test_every_muc_field_is_a_key(self) -> None:
         for f in dataclasses.fields(MUCSettings):
-            if f.name in ("rooms", "archive"):  # sections of their own
+            if f.name in ("rooms", "archive", "limits"):  # sections of their own
                 continue
             # Each key is accepted with its own default written out.
             value = getattr(MUCSettings(), f.name)
             written = str(value).lower() if isinstance(value, bool) else str(value)
             s = self.load(self.with_("muc", f"{f.name} = {written}"))
             self.assertEqual(getattr(s.muc, f.name), value, f.name)
+
+    def test_limits(self) -> None:
+        self.assertEqual(self.load(MINIMAL).muc.limits, LimitSettings())
+        for f in dataclasses.fields(LimitSettings):
+            value = getattr(LimitSettings(), f.name)
+            s = self.load(self.with_("limits", f"{f.name} = {value}"))
+            self.assertEqual(getattr(s.muc.limits, f.name), value, f.name)
+        s = self.load(self.with_("limits", "max_subject_length = 100\nmax_depth = 8"))
+        self.assertEqual((s.muc.limits.max_subject_length, s.muc.limits.max_depth), (100, 8))
+
+    def test_limits_errors(self) -> None:
+        self.assertEqual(
+            self.error(self.with_("limits", "max_depth = 0")),
+            "tap.conf: [limits] max_depth: must be 4 or more, not 0",
+        )
+        self.assertEqual(
+            self.error(self.with_("limits", "max_payload_size = 250000")),
+            "tap.conf: [limits] max_payload_size: max_stanza_size (262144) must exceed"
+            " max_payload_size (250000) by at least 16384 bytes",
+        )
+        self.assertIn(
+            "tap.conf: [limits] max_stanza_size: ",
+            self.error(self.with_("limits", "max_stanza_size = 70000")),
+        )
 
     def test_admin_api(self) -> None:
         self.assertEqual(self.load(MINIMAL).admin_api, AdminAPISettings())
