@@ -132,6 +132,13 @@ class RelayTimeout(MUCError):
     default_text = "The occupant did not answer"
 
 
+class TooLarge(MUCError):
+    """A stanza, or a text in it, over a bound of [limits] (``limits.py``): what the service
+    would build from it could pass the server's stanza limit and cost the link."""
+
+    default_text = "The stanza is too large"
+
+
 class NoSuchMessage(MUCError):
     """An archive query or a moderation names a stanza id the room does not hold."""
 

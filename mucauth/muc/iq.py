@@ -140,7 +140,9 @@ class IQs:
         """The owner's form and destroy (``owner.py``), and what they mean for the room's
         occupants (their new affiliations) and for the store."""
         core = self._core
-        answer = owner_request(kind, payload, room, context.sender, core.settings.rooms)
+        answer = owner_request(
+            kind, payload, room, context.sender, core.settings.rooms, core.settings.limits
+        )
         if isinstance(answer, Destroy):
             self._presences.destroy(room, answer.reason, answer.alternate)
             return None

@@ -15,6 +15,7 @@ from mucauth.muc.archive import archives
 from mucauth.muc.core import Context, Core
 from mucauth.muc.incoming import child
 from mucauth.muc.join import JoinGate
+from mucauth.muc.limits import check_text_length
 from mucauth.muc.persist import Stored
 from mucauth.muc.requests import RoomRequests, is_room_request
 from mucauth.muc.room import HistoryEntry, Occupant, Room
@@ -81,7 +82,9 @@ class Messages:
             archive_id = stanzas.StanzaId.of(room.jid.userhost(), uuid.uuid4().hex)
             stored_children = [*children, archive_id.element()]
         if subject is not None and body is None:
-            room.set_subject(context.sender, str(subject))
+            text = str(subject)
+            check_text_length("subject", text, core.settings.limits.max_subject_length)
+            room.set_subject(context.sender, text)
             if core.keeper is not None:
                 core.keeper.save(room)
         sizes: list[int] = []

@@ -19,8 +19,9 @@ from mucauth.muc import errors
 from mucauth.muc.errors import BadRequest, ConfigNotAcceptable
 from mucauth.muc.incoming import child_ns
 from mucauth.muc.jids import parse_jid
+from mucauth.muc.limits import check_text_length
 from mucauth.muc.room import Affiliation, Room
-from mucauth.settings import ALLOW_PM, RoomDefaults
+from mucauth.settings import ALLOW_PM, LimitSettings, RoomDefaults
 
 __all__ = ["ConfigChange", "Destroy", "apply_config", "config_form", "owner_request"]
 
@@ -48,7 +49,12 @@ class ConfigChange:
 
 
 def owner_request(
-    kind: str, payload: domish.Element, room: Room, sender: JID, defaults: RoomDefaults
+    kind: str,
+    payload: domish.Element,
+    room: Room,
+    sender: JID,
+    defaults: RoomDefaults,
+    limits: LimitSettings = LimitSettings(),  # noqa: B008  (frozen, shared safely)
 ) -> domish.Element | ConfigChange | Destroy | None:
     """A ``muc#owner`` get (the form, returned as the result payload) or set (a submitted or
     cancelled form, or a destroy request)."""
@@ -68,7 +74,7 @@ def owner_request(
         return None
     if form.formType != "submit":
         raise BadRequest("Expected a submitted form")
-    return apply_config(room, form, defaults)
+    return apply_config(room, form, defaults, limits)
 
 
 def _destroy(element: domish.Element) -> Destroy:
@@ -207,15 +213,24 @@ def _bare_jids(name: str, values: list[object]) -> list[str]:
     return found
 
 
-def apply_config(room: Room, form: data_form.Form, defaults: RoomDefaults) -> ConfigChange:
+def apply_config(
+    room: Room,
+    form: data_form.Form,
+    defaults: RoomDefaults,
+    limits: LimitSettings = LimitSettings(),  # noqa: B008  (frozen, shared safely)
+) -> ConfigChange:
     """Apply a submitted form; fields this service does not know are ignored."""
     fields = {name[len(F) :]: f for name, f in form.fields.items() if name.startswith(F)}
     values = {name: f.value for name, f in fields.items()}
     changes: dict[str, object] = {}
     if "roomname" in values:
-        changes["name"] = str(values["roomname"] or "")
+        name = str(values["roomname"] or "")
+        check_text_length("room name", name, limits.max_title_length)
+        changes["name"] = name
     if "roomdesc" in values:
-        changes["description"] = str(values["roomdesc"] or "")
+        description = str(values["roomdesc"] or "")
+        check_text_length("description", description, limits.max_description_length)
+        changes["description"] = description
     for name, (attribute, _label) in _BOOLEANS.items():
         if name in values:
             changes[attribute] = _bool(name, values[name])

@@ -41,6 +41,7 @@ from mucauth.muc.disco import Disco
 from mucauth.muc.incoming import oversized_domain, oversized_part, parse_address, parse_sender
 from mucauth.muc.iq import IQs
 from mucauth.muc.join import DENY_TEXT, FAILURE_TEXT, Held, JoinGate, Key, Pending
+from mucauth.muc.limits import check_payload, strip_payload
 from mucauth.muc.liveness import Liveness
 from mucauth.muc.messages import Messages
 from mucauth.muc.persist import Keeper
@@ -322,6 +323,7 @@ class MUCService(XMPPHandler):
                 if context is None:
                     return
                 seen(context.sender)
+                self._bound(stanza)
                 room_jid = context.address.room
                 if (
                     keeper is not None
@@ -337,6 +339,18 @@ class MUCService(XMPPHandler):
                 self._failed(stanza, context, e)
 
         return observer
+
+    def _bound(self, stanza: domish.Element) -> None:
+        """Refuse a stanza over [limits] before any part builds on it; a leave or an error
+        still counts, without what it carried (the occupant must be able to go)."""
+        try:
+            check_payload(stanza, self._core.settings.limits)
+        except errors.TooLarge:
+            kind = stanza.getAttribute("type")
+            if kind == "error" or (kind == "unavailable" and stanza.name == "presence"):
+                strip_payload(stanza)
+                return
+            raise
 
     def _hold(
         self,

@@ -68,6 +68,7 @@ CONDITIONS: dict[type[errors.MUCError], tuple[str, str]] = {
     errors.RelayTimeout: ("remote-server-timeout", "wait"),
     errors.RegistrationRequired: ("registration-required", "auth"),
     errors.NoSuchMessage: ("item-not-found", "cancel"),
+    errors.TooLarge: ("policy-violation", "modify"),
 }
 
 INTERNAL = ErrorCondition("cancel", "internal-server-error")
