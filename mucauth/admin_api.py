@@ -31,6 +31,7 @@ from mucauth.listen import SiteServer
 from mucauth.muc.revocation import RecheckResult
 from mucauth.muc.service import MUCService
 from mucauth.settings import AdminAPISettings, Secret
+from mucauth.text import clean_text
 
 __all__ = ["MAX_BODY", "AdminAPIServer", "admin_site"]
 
@@ -168,7 +169,7 @@ class _Api(Resource):
         if reason is not None and not isinstance(reason, str):
             raise _ApiError(400, "reason must be a string")
         if reason is not None:
-            reason = reason[:MAX_TEXT] or None
+            reason = clean_text(reason, MAX_TEXT) or None
         return {"removed": self._muc.revoke(user, room, reason)}
 
     def _recheck(self, body: dict[str, Any]) -> Deferred[dict[str, Any]]:

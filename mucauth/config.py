@@ -42,6 +42,7 @@ from mucauth.settings import (
     Settings,
     StorageSettings,
 )
+from mucauth.text import clean_text
 from mucauth.tls import CAFileError, load_ca_certificates
 
 __all__ = ["ERROR_CONDITIONS", "ERROR_TYPES", "SECTIONS", "ConfigError", "load_settings"]
@@ -547,6 +548,9 @@ def _converter_for(f: dataclasses.Field[Any]) -> Callable[[str], Any]:
 def _text(value: str) -> str:
     if "\n" in value:
         raise _InvalidValueError("must be a single line")
+    if clean_text(value) != value:
+        # It may be written into stanzas (the service's name) and the log.
+        raise _InvalidValueError("holds a control character")
     return value
 
 

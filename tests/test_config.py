@@ -805,6 +805,12 @@ class MUCLogMetricsErrorTests(ConfigTestCase):
         s = self.load(self.with_("limits", "max_subject_length = 100\nmax_depth = 8"))
         self.assertEqual((s.muc.limits.max_subject_length, s.muc.limits.max_depth), (100, 8))
 
+    def test_text_with_a_control_character(self) -> None:
+        self.assertEqual(
+            self.error(self.with_("muc", "service_name = Rooms\x1b[2J")),
+            "tap.conf: [muc] service_name: holds a control character",
+        )
+
     def test_limits_errors(self) -> None:
         self.assertEqual(
             self.error(self.with_("limits", "max_depth = 0")),

@@ -9,6 +9,10 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.words.protocols.jabber.jid import JID
 from zope.interface import Interface, implementer
 
+from mucauth.text import clean_text
+
+MAX_REASON = 1024  # characters of a decision's reason
+
 Outcome = Literal["allow", "deny", "error"]
 
 # Why a check failed, for logs and metrics. "overload" is the service refusing to queue a check
@@ -88,13 +92,15 @@ class Decision:
             return cls("allow")
         return cls("allow", affiliation=affiliation, role=role)
 
+    # A reason comes from outside (the service's JSON, an embedder's authorizer) and goes to
+    # logs and, with show_reason, into a stanza: made safe for both here, whoever decided.
     @classmethod
     def deny(cls, reason: str = "") -> Decision:
-        return cls("deny", reason)
+        return cls("deny", clean_text(reason, MAX_REASON))
 
     @classmethod
     def error(cls, kind: ErrorKind, reason: str) -> Decision:
-        return cls("error", reason, kind)
+        return cls("error", clean_text(reason, MAX_REASON), kind)
 
     @classmethod
     def cancelled(cls) -> Decision:

@@ -47,6 +47,7 @@ from zope.interface import implementer
 
 import mucauth
 from mucauth.authorize.base import (
+    MAX_REASON,
     Decision,
     ErrorKind,
     IJoinAuthorizer,
@@ -61,7 +62,6 @@ from mucauth.tls import load_ca_certificates
 __all__ = ["MAX_BODY", "HTTPAuthorizer", "interpret"]
 
 MAX_BODY = 64 * 1024  # bytes; an authorization answer is a few dozen
-MAX_REASON = 1024  # characters kept from a service's "error" text
 
 log = Logger()
 

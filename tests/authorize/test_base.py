@@ -1,10 +1,12 @@
-"""Decision: the standing an allow carries survives the layers' copies."""
+"""Decision: the standing an allow carries survives the layers' copies; reasons are safe."""
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from mucauth.authorize.base import Decision
+from mucauth.authorize.base import MAX_REASON, Decision
 
 
 class DecisionTests(SynchronousTestCase):
@@ -36,3 +38,30 @@ class DecisionTests(SynchronousTestCase):
         decision = Decision.error("bad_answer", "why").with_details(status=200)
         self.assertEqual(decision.with_details(), decision)
         self.assertEqual(decision.with_details().reason, "why")
+
+
+class ReasonTextTests(SynchronousTestCase):
+    """A reason from outside is made safe for a stanza and a log where the decision is made."""
+
+    @settings(max_examples=300)
+    @given(st.text(alphabet=st.characters(codec=None), max_size=2000))
+    def test_any_reason_is_xml_and_terminal_safe(self, reason: str) -> None:
+        for decision in (Decision.deny(reason), Decision.error("bad_json", reason)):
+            text = decision.reason
+            self.assertLessEqual(len(text), MAX_REASON)
+            for ch in text:
+                code = ord(ch)
+                self.assertTrue(
+                    ch in "\t\n\r"
+                    or 0x20 <= code < 0x7F
+                    or 0x9F < code < 0xD800
+                    or 0xE000 <= code < 0xFFFE
+                    or code > 0xFFFF,
+                    hex(code),
+                )
+
+    def test_controls_become_replacement_characters(self) -> None:
+        self.assertEqual(
+            Decision.deny("a\x00b\x1b[31mc\ud800\ufffe\n").reason,
+            "a\ufffdb\ufffd[31mc\ufffd\ufffd\n",
+        )
