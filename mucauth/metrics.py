@@ -265,6 +265,17 @@ class Metrics:
             "Messages of a room's history dropped because too many writes were waiting.",
             value=getattr(store, "dropped_writes", 0),
         )
+        yield CounterMetricFamily(
+            "mucauth_store_unreadable_rows",
+            "Stored rows (messages, settings, affiliations) left out because they could not "
+            "be read back; each is logged once with its room and id.",
+            value=muc.unreadable_rows if muc is not None else 0,
+        )
+        yield CounterMetricFamily(
+            "mucauth_store_unwritable_messages",
+            "Messages not stored because they could not be written as XML.",
+            value=muc.unwritable_messages if muc is not None else 0,
+        )
         yield _gauge(
             "mucauth_component_link_up",
             "1 while the component link to the XMPP server is authenticated, else 0.",

@@ -34,7 +34,7 @@ from mucauth.muc.core import Context, Core
 from mucauth.muc.incoming import child_ns
 from mucauth.muc.jids import occupant_address
 from mucauth.muc.join import JoinGate, Pending
-from mucauth.muc.persist import parse_message
+from mucauth.muc.persist import UnreadableError, readable_message
 from mucauth.muc.room import Room
 from mucauth.muc.stanzas import NS_OCCUPANT_ID
 from mucauth.muc.xml import Stanza
@@ -236,7 +236,9 @@ def forwarded(
     """One result: the archived message as the room sent it, in ``<forwarded/>`` with its time.
 
     Messages the room itself sent (a retraction's notice) have no nick and come from the room.
+    A stored row that cannot be read back raises :class:`~mucauth.muc.persist.UnreadableError`.
     """
+    stored = readable_message(record)
     message = Stanza((None, "message"))
     message["from"] = room.jid.full()
     message["to"] = to.full()
@@ -246,7 +248,6 @@ def forwarded(
     result["id"] = record.stanza_id
     forward = result.addElement((NS_FORWARD, "forwarded"))
     forward.addElement((NS_DELAY, "delay"))["stamp"] = stamp(record.timestamp)
-    stored = parse_message(record.xml)
     inner = forward.addElement(("jabber:client", "message"))
     inner["from"] = occupant_address(room.jid, record.nick) if record.nick else room.jid.full()
     inner["type"] = "groupchat"
@@ -280,6 +281,8 @@ class Archive:
         self._core = core
         self._gate = gate
         self._reply = reply
+        # Queries being answered, by bare JID: one user's flood must not hold the store.
+        self._running: dict[str, int] = {}
 
     def on_iq(
         self, iq: domish.Element, kind: str, payload: domish.Element, context: Context, room: Room
@@ -311,7 +314,7 @@ class Archive:
         """Run ``run`` for an occupant now, for anyone else once the gate allows them."""
         user = context.sender
         if room.occupant_for(user) is not None:
-            self._reply(run(room), iq, context)
+            self._reply(self._bounded(user, run, room), iq, context)
             return
         affiliation = room.affiliation(user)
         if affiliation == "outcast":
@@ -326,9 +329,38 @@ class Archive:
             current = self._core.rooms.get(room.jid)
             if current is None or not archives(current, self._core):
                 raise errors.RoomNotFound("No such room")
-            self._reply(run(current), iq, context)
+            self._reply(self._bounded(user, run, current), iq, context)
 
         self._gate.start(request, iq, context, on_allow)
+
+    def _bounded(
+        self, user: JID, run: Callable[[Room], Deferred[domish.Element | None]], room: Room
+    ) -> Deferred[domish.Element | None]:
+        """``run(room)``, unless ``user`` has ``[limits] max_archive_queries_per_user`` being
+        answered already: then refused, so one user's flood of queries neither queues in
+        the store ahead of everyone else's reads nor holds memory for its answers."""
+        bare = user.userhost()
+        running = self._running.get(bare, 0)
+        if running >= self._core.settings.limits.max_archive_queries_per_user:
+            raise errors.Overloaded(
+                "Too many of your archive queries are being answered, try again later"
+            )
+        self._running[bare] = running + 1
+
+        def done(result: Any) -> Any:
+            left = self._running.get(bare, 1) - 1
+            if left > 0:
+                self._running[bare] = left
+            else:
+                self._running.pop(bare, None)
+            return result
+
+        try:
+            d = run(room)
+        except BaseException:
+            done(None)
+            raise
+        return d.addBoth(done)
 
     # -- reading
 
@@ -352,7 +384,13 @@ class Archive:
             current = core.rooms.get(room.jid, room)
             records = reversed(page.messages) if flip else page.messages
             for record in records:
-                core.send(forwarded(current, record, user, query_id, real_jid=sees))
+                try:
+                    result = forwarded(current, record, user, query_id, real_jid=sees)
+                except UnreadableError as e:  # left out; the page's bounds still page past it
+                    assert core.keeper is not None
+                    core.keeper.unreadable(room.jid.full(), "message", record.stanza_id, str(e))
+                    continue
+                core.send(result)
             fin = domish.Element((NS_MAM, "fin"))
             if page.complete:
                 fin["complete"] = "true"

@@ -107,6 +107,13 @@ class StoreUnavailable(MUCError):
     default_text = "The room cannot be loaded now, try again later"
 
 
+class RoomUnloadable(MUCError):
+    """A stored room the store gave back but the service could not rebuild, not even from
+    its affiliations (``persist.py``): answered, never left waiting."""
+
+    default_text = "This room cannot be loaded; the service's operators have been told"
+
+
 class NoOwnerLeft(MUCError):
     """A change that would leave the room without an owner (XEP-0045 §10.6: conflict)."""
 

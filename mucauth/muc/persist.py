@@ -21,11 +21,21 @@ with one process on its SQLite file, and with several on one PostgreSQL behind e
 changes when connections do (a process restarted or replaced, the XMPP server restarted),
 after which every process that reconnected has read the list afresh. (Looking each unknown room
 up instead cost a database read for every new room, half again the CPU of a join.)
+
+Rows that cannot be read back. The store's rows are input like any other: a message stored by an
+older version, a value edited by hand, a file damaged on disk. A row that cannot be read (a
+message whose XML does not parse, a setting of the wrong type, a bad salt or time) is left out:
+the room loads without it, and each such row is logged once with the room and the row's id
+(never its content) and counted (``Keeper.unreadable_rows``). A room that cannot be rebuilt at
+all is rebuilt from its affiliations, so that its owner can still destroy it; and if even that
+fails, every stanza waiting for it is answered ``wait/internal-server-error``, never left
+unanswered. A message the serializer refuses to write is not stored (``unwritable_messages``).
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import dataclasses
 import uuid
 from collections.abc import Callable, Mapping
@@ -35,7 +45,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
-from twisted.words.protocols.jabber.jid import JID
+from twisted.words.protocols.jabber.jid import JID, InvalidFormat
 from twisted.words.xish import domish
 
 from mucauth.muc import errors
@@ -49,9 +59,12 @@ __all__ = [
     "MAX_WAITING",
     "Keeper",
     "Stored",
+    "UnreadableError",
     "config_record",
+    "fallback_room",
     "message_xml",
     "parse_message",
+    "readable_message",
     "restore_room",
     "restored_entry",
 ]
@@ -61,9 +74,19 @@ MAX_WAITING = 500
 # Seconds between sweeps for stored rooms read back without anyone joining (a disco or archive
 # query): empty, they leave memory again, as a room does when its last occupant leaves.
 SWEEP_INTERVAL = 60.0
+# UnreadableError rows remembered as reported (each is logged and counted once); past that the
+# memory starts afresh, and a row still read again is reported again.
+MAX_REPORTED = 10_000
 
 _CONFIG_FIELDS = {f.name: f for f in dataclasses.fields(RoomConfig)}
 _SALT = "occupant_id_salt"
+# Characters XML 1.0 allows (its production Char): anything else in a stored message makes it
+# unreadable, whatever a lenient parser would make of it.
+_FORBIDDEN = frozenset(chr(c) for c in (*range(0x20), 0xFFFE, 0xFFFF) if chr(c) not in "\t\n\r")
+
+
+class UnreadableError(Exception):
+    """A stored row that cannot be read back; ``str()`` says what is wrong, never its content."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,18 +107,38 @@ def config_record(room: Room) -> dict[str, Any]:
     return record
 
 
-def _config(values: Mapping[str, Any]) -> RoomConfig:
-    """A stored configuration back; keys this version does not know, or whose type changed,
-    are left at their defaults rather than failing the room."""
+# Told of each stored row left out: (what it is, its id, why), never its content.
+OnUnreadable = Callable[[str, str, str], None]
+
+
+def _ignore(what: str, row: str, why: str) -> None:
+    pass
+
+
+def _config(values: Mapping[str, Any], on_unreadable: OnUnreadable) -> RoomConfig:
+    """A stored configuration back; keys this version does not know are left out, values of
+    the wrong type (or out of range) are left at their defaults and reported, rather than
+    failing the room."""
     config = RoomConfig()
     for name, value in values.items():
         field = _CONFIG_FIELDS.get(name)
         if field is None:
             continue
         default = getattr(config, name)
-        if type(value) is type(default):
+        if type(value) is type(default) and _sane(name, value):
             setattr(config, name, value)
+        else:
+            on_unreadable("config", name, "a value of the wrong type or range")
     return config
+
+
+def _sane(name: str, value: Any) -> bool:
+    """Values of the right type that still make no room (a negative history, a huge one)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return 0 <= value <= 1_000_000
+    if name == "allow_pm":
+        return value in ("anyone", "participants", "moderators", "none")
+    return True
 
 
 # The namespaces a stanza's own children (body, subject, thread) come in: stored as jabber:client,
@@ -118,18 +161,41 @@ def parse_message(xml: str) -> Stored:
     """:func:`message_xml` read back, with domish's own stream parser."""
     root: list[domish.Element] = []
     children: list[domish.Element] = []
+    ended: list[bool] = []
     stream = domish.elementStream()
     stream.DocumentStartEvent = root.append
     stream.ElementEvent = children.append
-    stream.DocumentEndEvent = lambda: None
+    stream.DocumentEndEvent = lambda: ended.append(True)
     stream.parse(xml.encode("utf-8"))
-    stanza_id = root[0].getAttribute("id") if root else None
+    if not root or not ended:  # the stream parser takes a cut-off document as a beginning
+        raise ValueError("not one whole element")
+    stanza_id = root[0].getAttribute("id")
     return Stored(children, stanza_id)
 
 
+def readable_message(message: HistoryRecord) -> Stored:
+    """:func:`parse_message` of a stored row, or :class:`UnreadableError`: XML that does not parse
+    (a message stored unescaped by an older version), characters XML forbids, no usable time.
+    The archive and the history both read rows through this, so they agree on what is lost."""
+    xml = message.xml
+    if not isinstance(xml, str):
+        raise UnreadableError("its XML is not text")
+    if not _FORBIDDEN.isdisjoint(xml):
+        raise UnreadableError("its XML holds characters XML does not allow")
+    try:
+        datetime.fromtimestamp(message.timestamp, UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        raise UnreadableError("its time is not a time") from None
+    try:
+        return parse_message(xml)
+    except Exception as e:  # expat, domish and the codec each raise their own
+        raise UnreadableError(f"its XML does not parse ({type(e).__name__})") from None
+
+
 def restored_entry(message: HistoryRecord) -> HistoryEntry:
-    """A stored message as a history entry, its archive id kept (moderation looks it up)."""
-    stored = parse_message(message.xml)
+    """A stored message as a history entry, its archive id kept (moderation looks it up);
+    :class:`UnreadableError` when it cannot be read back."""
+    stored = readable_message(message)
     return HistoryEntry(
         datetime.fromtimestamp(message.timestamp, UTC),
         message.nick,
@@ -139,35 +205,104 @@ def restored_entry(message: HistoryRecord) -> HistoryEntry:
     )
 
 
-def restore_room(record: RoomRecord) -> Room:
-    """A stored room as it was: settings, affiliations, subject, the last messages."""
-    config = _config(record.config)
-    config.name = record.name
-    config.public = record.public
-    config.persistent = True
+def _affiliations(record: RoomRecord, on_unreadable: OnUnreadable) -> dict[str, Affiliation]:
+    """The stored affiliations that are affiliations of bare JIDs; the others left out."""
+    found: dict[str, Affiliation] = {}
+    for jid, affiliation in record.affiliations.items():
+        if affiliation not in ("owner", "admin", "member", "outcast"):
+            on_unreadable("affiliation", str(jid), "not an affiliation")
+            continue
+        try:
+            bare = JID(jid)
+        except (InvalidFormat, TypeError, ValueError, UnicodeError):
+            on_unreadable("affiliation", repr(jid), "not a JID")
+            continue
+        if bare.resource is not None or bare.userhost() != jid:
+            on_unreadable("affiliation", repr(jid), "not a bare JID")
+            continue
+        found[jid] = affiliation  # type: ignore[assignment]
+    return found
+
+
+def _created(record: RoomRecord, on_unreadable: OnUnreadable) -> datetime:
+    try:
+        return datetime.fromtimestamp(record.created, UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        on_unreadable("room", "created", "not a time")
+        return datetime.fromtimestamp(0, UTC)
+
+
+def _salt(record: RoomRecord, on_unreadable: OnUnreadable) -> bytes | None:
+    """The stored occupant-id salt; a bad one is replaced (the ids change, the room loads)."""
     salt_text = record.config.get(_SALT)
-    salt = base64.b64decode(salt_text) if isinstance(salt_text, str) else None
-    affiliations: dict[str, Affiliation] = {
-        jid: affiliation  # type: ignore[misc]
-        for jid, affiliation in record.affiliations.items()
-        if affiliation in ("owner", "admin", "member", "outcast")
-    }
+    if salt_text is None:
+        return None
+    if isinstance(salt_text, str):
+        try:
+            salt = base64.b64decode(salt_text, validate=True)
+        except (binascii.Error, ValueError):
+            pass
+        else:
+            if salt:
+                return salt
+    on_unreadable("config", _SALT, "not a salt")
+    return None
+
+
+def restore_room(record: RoomRecord, on_unreadable: OnUnreadable = _ignore) -> Room:
+    """A stored room as it was: settings, affiliations, subject, the last messages.
+
+    What cannot be read back is left out and reported to ``on_unreadable``; what raises
+    still is a room that cannot be rebuilt (see :func:`fallback_room`)."""
+    for what, row in record.unreadable:
+        on_unreadable(what, row, "the store could not read it")
+    config = _config(record.config if isinstance(record.config, Mapping) else {}, on_unreadable)
+    if isinstance(record.name, str):
+        config.name = record.name
+    else:
+        on_unreadable("room", "name", "not text")
+    config.public = bool(record.public)
+    config.persistent = True
     room = Room(
         JID(record.jid),
         creator=JID(record.jid),
-        created=datetime.fromtimestamp(record.created, UTC),
+        created=_created(record, on_unreadable),
         config=config,
-        salt=salt,
-        affiliations=affiliations,
+        salt=_salt(record, on_unreadable),
+        affiliations=_affiliations(record, on_unreadable),
     )
     if record.subject:
-        room.subject = Subject(record.subject, record.subject_nick or None)
+        if isinstance(record.subject, str) and _FORBIDDEN.isdisjoint(record.subject):
+            nick = record.subject_nick if isinstance(record.subject_nick, str) else None
+            room.subject = Subject(record.subject, nick or None)
+        else:
+            on_unreadable("room", "subject", "not text XML allows")
     keep = config.history_length
     # The room's own notices (a retraction's) are in the archive, not in the history.
     spoken = [message for message in record.history if message.nick]
-    for message in spoken[-keep:] if keep > 0 else ():
-        room.add_history(restored_entry(message))
+    entries: list[HistoryEntry] = []
+    for message in spoken:
+        try:
+            entries.append(restored_entry(message))
+        except UnreadableError as e:
+            on_unreadable("message", str(message.stanza_id), str(e))
+    for entry in entries[-keep:] if keep > 0 else ():
+        room.add_history(entry)
     return room
+
+
+def fallback_room(record: RoomRecord, on_unreadable: OnUnreadable = _ignore) -> Room:
+    """What is left of a room :func:`restore_room` could not rebuild: its affiliations, in a
+    persistent room with default settings and no history, so that its owner can still join
+    it, fix its settings or destroy it."""
+    config = RoomConfig(persistent=True)
+    return Room(
+        JID(record.jid),
+        creator=JID(record.jid),
+        created=datetime.fromtimestamp(0, UTC),
+        config=config,
+        affiliations=_affiliations(record, on_unreadable),
+    )
 
 
 class Keeper:
@@ -192,6 +327,11 @@ class Keeper:
         # The JIDs of the stored rooms, once read; None: look for every room.
         self._known: set[str] | None = None
         self._loading: dict[JID, list[Held]] = {}
+        # Stored rows left out because they could not be read back (rooms and archive), and
+        # messages not stored because they could not be written: the metrics read both.
+        self.unreadable_rows = 0
+        self.unwritable_messages = 0
+        self._reported: set[tuple[str, str, str]] = set()
 
     @property
     def store(self) -> IRoomStore:
@@ -299,12 +439,34 @@ class Keeper:
         del self._loading[room_jid]
         return True
 
+    def unreadable(self, room: str, what: str, row: str, why: str) -> None:
+        """One stored row left out: logged with the room and the row's id, never its content;
+        once per row, however often the room is loaded or its archive read."""
+        key = (room, what, row)
+        if key in self._reported:
+            return
+        if len(self._reported) >= MAX_REPORTED:
+            self._reported.clear()
+        self._reported.add(key)
+        self.unreadable_rows += 1
+        self._core.log.warn(
+            "room store: unreadable {what} row={row} in room={room} left out ({why})",
+            what=what,
+            row=row,
+            room=room,
+            why=why,
+        )
+
     def _loaded(self, record: RoomRecord | None, room_jid: JID, waiting: list[Held]) -> None:
         if not self._done(room_jid, waiting):
             return
         core = self._core
         if record is not None and room_jid not in core.rooms:
-            room = restore_room(record)
+            room = self._restore(record, room_jid)
+            if room is None:
+                for held in waiting:
+                    core.refuse(held.stanza, held.context, errors.RoomUnloadable())
+                return
             core.rooms[room_jid] = room
             core.log.info(
                 "room loaded room={room} messages={messages}",
@@ -315,6 +477,34 @@ class Keeper:
             self._known.discard(room_jid.userhost())
         for held in waiting:
             self._replay(held)
+
+    def _restore(self, record: RoomRecord, room_jid: JID) -> Room | None:
+        """The stored room, without what cannot be read; from its affiliations alone if it
+        cannot be rebuilt (its owner can destroy it); None, logged once, if not even that."""
+        room_name = room_jid.full()
+
+        def left_out(what: str, row: str, why: str) -> None:
+            self.unreadable(room_name, what, row, why)
+
+        try:
+            return restore_room(record, left_out)
+        except Exception as e:
+            self.unreadable_rows += 1
+            self._core.log.error(
+                "room store: room={room} cannot be rebuilt ({why}); loaded from its "
+                "affiliations only, without settings or history",
+                room=room_name,
+                why=_why(e),
+            )
+        try:
+            return fallback_room(record, left_out)
+        except Exception as e:
+            self._core.log.error(
+                "room store: room={room} cannot be loaded ({why}); stanzas to it are refused",
+                room=room_name,
+                why=_why(e),
+            )
+            return None
 
     def _load_failed(self, failure: Failure, room_jid: JID, waiting: list[Held]) -> None:
         if not self._done(room_jid, waiting):
@@ -378,14 +568,18 @@ class Keeper:
             return
         stored: Stored = entry.payload  # type: ignore[assignment]
         config = room.config
+        archive_id = stored.archive_id or uuid.uuid4().hex
+        xml = self._writable(room, archive_id, stored.stanza_id, stored.children)
+        if xml is None:
+            return
         self._store.append_message(
             room.jid.userhost(),
             HistoryRecord(
-                stanza_id=stored.archive_id or uuid.uuid4().hex,
+                stanza_id=archive_id,
                 timestamp=entry.stamp.timestamp(),
                 nick=entry.nick,
                 sender=sender.userhost(),
-                xml=message_xml(stored.stanza_id, stored.children),
+                xml=xml,
                 occupant_id=entry.occupant_id,
             ),
             None if config.logging else config.history_length,
@@ -394,15 +588,41 @@ class Keeper:
     def retract(self, room: Room, archive_id: str, children: list[domish.Element]) -> None:
         """A message's tombstone in place of its stored text (XEP-0425)."""
         if room.config.persistent:
-            self._store.retract_message(
-                room.jid.userhost(), archive_id, message_xml(None, children)
+            xml = self._writable(room, archive_id, None, children)
+            if xml is not None:
+                self._store.retract_message(room.jid.userhost(), archive_id, xml)
+
+    def _writable(
+        self, room: Room, archive_id: str, stanza_id: str | None, children: list[domish.Element]
+    ) -> str | None:
+        """The message as stored; None (logged, counted) when the serializer refuses it
+        (``muc/xml.py`` checks what it writes): stored anyway, it could not be read back."""
+        try:
+            xml = message_xml(stanza_id, children)
+        except Exception as e:  # the serializer's refusal: never the stream's problem
+            self.unwritable_messages += 1
+            self._core.log.warn(
+                "room store: message={message} in room={room} not stored ({why})",
+                message=archive_id,
+                room=room.jid.full(),
+                why=_why(e),
             )
+            return None
+        return xml
 
     def forget(self, room: Room) -> None:
         """Out of the store: the room was destroyed or made temporary."""
         self._store.delete_room(room.jid.userhost())
         if self._known is not None:
             self._known.discard(room.jid.userhost())
+
+
+def _why(error: Exception) -> str:
+    """An exception as a log may show it: its type, and its text only when it is ours (an
+    XML parser's text may quote the stored content)."""
+    if isinstance(error, UnreadableError):
+        return str(error)
+    return type(error).__name__
 
 
 def _needs_room(stanza: domish.Element) -> bool:

@@ -213,6 +213,18 @@ class MUCService(XMPPHandler):
         return keeper.loading if keeper is not None else 0
 
     @property
+    def unreadable_rows(self) -> int:
+        """Stored rows left out since start because they could not be read back (``persist.py``)."""
+        keeper = self._core.keeper
+        return keeper.unreadable_rows if keeper is not None else 0
+
+    @property
+    def unwritable_messages(self) -> int:
+        """Messages not stored since start because the serializer refused them."""
+        keeper = self._core.keeper
+        return keeper.unwritable_messages if keeper is not None else 0
+
+    @property
     def queued_checks(self) -> int:
         """The part of :attr:`pending_checks` still waiting for its turn in the queue."""
         return self._gate.queued

@@ -63,6 +63,7 @@ CONDITIONS: dict[type[errors.MUCError], tuple[str, str]] = {
     errors.ConfigNotAcceptable: ("not-acceptable", "modify"),
     errors.ShuttingDown: ("service-unavailable", "wait"),
     errors.StoreUnavailable: ("service-unavailable", "wait"),
+    errors.RoomUnloadable: ("internal-server-error", "wait"),
     errors.NoOwnerLeft: ("conflict", "cancel"),
     errors.NotAllowed: ("not-allowed", "cancel"),
     errors.RelayTimeout: ("remote-server-timeout", "wait"),

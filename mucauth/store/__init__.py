@@ -18,6 +18,7 @@ from mucauth.store.base import (
     HistoryRecord,
     IRoomStore,
     RoomRecord,
+    RoomSummary,
     StoreError,
     UnknownStanzaIdError,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "IRoomStore",
     "MemoryRoomStore",
     "RoomRecord",
+    "RoomSummary",
     "SQLRoomStore",
     "StoreError",
     "UnknownStanzaIdError",

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from mucauth.store.base import ArchivePage, ArchiveQuery, HistoryRecord
 
 __all__ = [
+    "check_limit",
     "check_query",
     "is_backward",
     "lower_bound",
@@ -30,6 +31,12 @@ def check_query(query: ArchiveQuery) -> None:
     """Refuse at the call what no store could answer."""
     if query.limit < 0:
         raise ValueError(f"limit must be 0 or more, not {query.limit}")
+
+
+def check_limit(limit: int) -> None:
+    """A page of rooms or messages holds at least one."""
+    if limit < 1:
+        raise ValueError(f"limit must be 1 or more, not {limit}")
 
 
 def is_backward(query: ArchiveQuery) -> bool:

@@ -12,7 +12,7 @@ must never wait on, or be refused by, a disk or a database.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -27,6 +27,7 @@ __all__ = [
     "HistoryRecord",
     "IRoomStore",
     "RoomRecord",
+    "RoomSummary",
     "StoreError",
     "UnknownStanzaIdError",
     "check_affiliation",
@@ -121,7 +122,10 @@ class RoomRecord:
     kept beside ``config`` because the service's room list (disco#items) is a query on them.
     ``affiliations`` maps bare user JIDs to an affiliation. ``history`` is the last messages,
     oldest first, as many as :meth:`IRoomStore.load_room` was asked for. ``created`` is when
-    the room was first saved (seconds since the epoch), kept by later saves.
+    the room was first saved (seconds since the epoch), kept by later saves. ``unreadable``
+    names the rows the store itself could not read back, ``(what, id)`` (``("config", "")``
+    for settings that are not JSON, ``("message", stanza_id)``): they are left out of the
+    record, and the MUC side reports them with the ones it cannot read.
     """
 
     jid: str
@@ -133,6 +137,17 @@ class RoomRecord:
     created: float = 0.0
     affiliations: Mapping[str, str] = field(default_factory=dict)
     history: tuple[HistoryRecord, ...] = ()
+    unreadable: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class RoomSummary:
+    """A stored room as the operators' list shows it (the admin API): no settings, no rows."""
+
+    jid: str
+    name: str
+    public: bool
+    created: float
 
 
 class IRoomStore(Interface):
@@ -216,6 +231,20 @@ class IRoomStore(Interface):
         its id, time, nick and sender stay, so pages and filters still find it. A message not
         (or no longer) stored is left alone. Queued and ordered like the other writes: a
         retraction made after the append it retracts is written after it."""
+
+    # -- repairs (the admin API): operators never need SQL
+
+    def list_rooms(after: str | None, limit: int) -> Deferred[list[RoomSummary]]:  # noqa: N805
+        """The stored rooms whose JID sorts after ``after`` (from the first when None), the
+        first ``limit`` of them in JID order: a page costs the same on the 10,000th room."""
+
+    def has_room(jid: str) -> Deferred[bool]:  # noqa: N805
+        """Whether the room is stored (after the writes made before this call)."""
+
+    def delete_messages(room: str, stanza_ids: Sequence[str] | None) -> Deferred[int]:  # noqa: N805
+        """Remove those messages of the room (every one when ``stanza_ids`` is None), after
+        the writes made before this call; fires with how many were removed. Ids not stored
+        are ignored."""
 
     def prune_archive(before: float | None, keep: int | None) -> Deferred[int]:  # noqa: N805
         """Retention: remove, in every room, the messages older than ``before`` (seconds since

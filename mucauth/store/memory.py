@@ -16,19 +16,20 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
-from mucauth.store.archive import check_query, named_ids, select_page
+from mucauth.store.archive import check_limit, check_query, named_ids, select_page
 from mucauth.store.base import (
     ArchivePage,
     ArchiveQuery,
     HistoryRecord,
     IRoomStore,
     RoomRecord,
+    RoomSummary,
     StoreError,
     UnknownStanzaIdError,
     check_affiliation,
@@ -185,6 +186,39 @@ class MemoryRoomStore:
                 cut = max(cut, len(messages) - keep)
             del messages[:cut]
             removed += cut
+        return succeed(removed)
+
+    # -- repairs -------------------------------------------------------------------------------
+
+    def list_rooms(self, after: str | None, limit: int) -> Deferred[list[RoomSummary]]:
+        check_limit(limit)
+        if not self._open:
+            return fail(StoreError("the room store is not open"))
+        jids = sorted(jid for jid in self._rooms if after is None or jid > after)[:limit]
+        return succeed(
+            [
+                RoomSummary(jid, r.name, r.public, r.created)
+                for jid in jids
+                for r in (self._rooms[jid],)
+            ]
+        )
+
+    def has_room(self, jid: str) -> Deferred[bool]:
+        if not self._open:
+            return fail(StoreError("the room store is not open"))
+        return succeed(jid in self._rooms)
+
+    def delete_messages(self, room: str, stanza_ids: Sequence[str] | None) -> Deferred[int]:
+        if not self._open:
+            return fail(StoreError("the room store is not open"))
+        messages = self._messages.get(room, [])
+        if stanza_ids is None:
+            kept: list[HistoryRecord] = []
+        else:
+            gone = set(stanza_ids)
+            kept = [m for m in messages if m.stanza_id not in gone]
+        removed = len(messages) - len(kept)
+        messages[:] = kept
         return succeed(removed)
 
     @staticmethod

@@ -23,6 +23,7 @@ index and pages them in Python (:func:`mucauth.store.archive.select_page`): with
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,6 +33,7 @@ from mucauth.store.base import (
     ArchiveQuery,
     HistoryRecord,
     RoomRecord,
+    RoomSummary,
     UnknownStanzaIdError,
 )
 from mucauth.store.dialects import Database
@@ -39,7 +41,10 @@ from mucauth.store.writes import Write
 
 __all__ = [
     "archive_bounds",
+    "delete_messages",
     "find_message",
+    "has_room",
+    "list_rooms",
     "load_room",
     "prune_chunk",
     "prune_plan",
@@ -108,6 +113,24 @@ PRUNE_CHUNK = """
 """
 
 
+def _seconds(value: Any) -> float:
+    """A stored time; NaN for what is not a number (SQLite keeps whatever it was given), which
+    the MUC side reports as an unreadable row instead of failing the whole read."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _settings(text: Any) -> dict[str, Any] | None:
+    """A room's stored settings, or None when they are not a JSON object."""
+    try:
+        config = json.loads(text)
+    except (TypeError, ValueError):
+        return None
+    return config if isinstance(config, dict) else None
+
+
 def load_room(txn: Any, db: Database, jid: str, history: int) -> RoomRecord | None:
     if db.begin is not None:
         txn.execute(db.begin)  # one snapshot for the three queries
@@ -124,7 +147,7 @@ def load_room(txn: Any, db: Database, jid: str, history: int) -> RoomRecord | No
         messages = [
             HistoryRecord(
                 stanza_id=stanza_id,
-                timestamp=float(ts),
+                timestamp=_seconds(ts),
                 nick=nick,
                 sender=sender,
                 occupant_id=occupant_id,
@@ -133,16 +156,18 @@ def load_room(txn: Any, db: Database, jid: str, history: int) -> RoomRecord | No
             for stanza_id, ts, nick, sender, occupant_id, xml in txn.fetchall()
         ]
         messages.reverse()
+    settings = _settings(config)
     return RoomRecord(
         jid=jid,
-        config=json.loads(config),
+        config=settings if settings is not None else {},
         name=name,
         public=bool(public),
         subject=subject,
         subject_nick=subject_nick,
-        created=float(created),
+        created=_seconds(created),
         affiliations=affiliations,
         history=tuple(messages),
+        unreadable=(("config", ""),) if settings is None else (),
     )
 
 
@@ -220,7 +245,7 @@ def _record(row: Sequence[Any]) -> HistoryRecord:
     stanza_id, ts, nick, sender, occupant_id, xml = row[:6]
     return HistoryRecord(
         stanza_id=stanza_id,
-        timestamp=float(ts),
+        timestamp=_seconds(ts),
         nick=nick,
         sender=sender,
         occupant_id=occupant_id,
@@ -246,7 +271,7 @@ def _positions(txn: Any, db: Database, room: str, query: ArchiveQuery) -> dict[s
     named = named_ids(query)
     if not named:
         return {}
-    found = {row[0]: (float(row[1]), int(row[6])) for row in _rows_of_ids(txn, db, room, named)}
+    found = {row[0]: (_seconds(row[1]), int(row[6])) for row in _rows_of_ids(txn, db, room, named)}
     for stanza_id in named:
         if stanza_id not in found:
             raise UnknownStanzaIdError(stanza_id)
@@ -259,7 +284,7 @@ def query_archive(txn: Any, db: Database, room: str, query: ArchiveQuery) -> Arc
     positions = _positions(txn, db, room, query)
     if query.ids:
         rows = _rows_of_ids(txn, db, room, list(dict.fromkeys(query.ids)))
-        ordered = sorted(((float(row[1]), int(row[6])), _record(row)) for row in rows)
+        ordered = sorted(((_seconds(row[1]), int(row[6])), _record(row)) for row in rows)
         return select_page(ordered, query, positions)
     where = ["room = ?"]
     params: list[Any] = [room]
@@ -313,6 +338,45 @@ def find_message(txn: Any, db: Database, room: str, stanza_id: str) -> HistoryRe
     txn.execute(db.sql(FIND_MESSAGE), (room, stanza_id))
     row = txn.fetchone()
     return None if row is None else _record(row)
+
+
+# -- repairs (the admin API) ---------------------------------------------------------------------
+
+LIST_ROOMS = "SELECT jid, name, is_public, created FROM rooms WHERE jid > ? ORDER BY jid LIMIT ?"
+HAS_ROOM = "SELECT 1 FROM rooms WHERE jid = ?"
+DELETE_MESSAGES = "DELETE FROM messages WHERE room = ?"
+
+
+def list_rooms(txn: Any, db: Database, after: str, limit: int) -> list[RoomSummary]:
+    """A page of the ``rooms`` primary key: one index range, whatever the page's place."""
+    txn.execute(db.sql(LIST_ROOMS), (after, limit))
+    return [
+        RoomSummary(jid, name if isinstance(name, str) else "", bool(public), _seconds(created))
+        for jid, name, public, created in txn.fetchall()
+    ]
+
+
+def has_room(txn: Any, db: Database, jid: str) -> bool:
+    txn.execute(db.sql(HAS_ROOM), (jid,))
+    return txn.fetchone() is not None
+
+
+def delete_messages(txn: Any, db: Database, room: str, stanza_ids: Sequence[str] | None) -> int:
+    """One transaction: the room's messages of those ids (all of them for None); how many."""
+    if db.begin_write is not None:
+        txn.execute(db.begin_write)
+    if stanza_ids is None:
+        txn.execute(db.sql(DELETE_MESSAGES), (room,))
+        return int(txn.rowcount)
+    removed = 0
+    unique = list(dict.fromkeys(stanza_ids))
+    for start in range(0, len(unique), IDS_AT_ONCE):
+        chunk = unique[start : start + IDS_AT_ONCE]
+        marks = ", ".join("?" * len(chunk))
+        query = f"{DELETE_MESSAGES} AND stanza_id IN ({marks})"
+        txn.execute(db.sql(query), (room, *chunk))
+        removed += int(txn.rowcount)
+    return removed
 
 
 # -- retention -----------------------------------------------------------------------------------

@@ -21,6 +21,12 @@ tried again after a growing pause (``retry_first`` doubling up to ``retry_max``)
 ``prune_tries`` times; then, or at once for any other error, the prune fails with a
 :class:`StoreError` saying how many messages it had removed. What it removed stays removed, and
 the next prune goes on from there.
+
+Room loads go ahead of archive reads. adbapi's pool answers in the order it was asked, and
+SQLite's has one connection: behind a flood of archive queries a room's load (a join waiting)
+waited for all of them. So archive reads pass a lane (:class:`DeferredSemaphore`) that lets at
+most ``archive_slots`` of them into the pool at once (one with SQLite's single connection, all
+but one of PostgreSQL's): a load waits for those few at most, never for the queue behind them.
 """
 
 from __future__ import annotations
@@ -30,20 +36,21 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from twisted.enterprise import adbapi
-from twisted.internet.defer import Deferred, fail, inlineCallbacks
+from twisted.internet.defer import Deferred, DeferredSemaphore, fail, inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from mucauth.store import queries
-from mucauth.store.archive import check_query
+from mucauth.store.archive import check_limit, check_query
 from mucauth.store.base import (
     ArchivePage,
     ArchiveQuery,
     HistoryRecord,
     IRoomStore,
     RoomRecord,
+    RoomSummary,
     StoreError,
     UnknownStanzaIdError,
     check_affiliation,
@@ -113,6 +120,7 @@ class SQLRoomStore:
         self._prune_rooms = prune_rooms  # rooms looked at per pruning read
         self._prune_tries = prune_tries
         self._pool: _Pool | None = None
+        self._archive_lane: DeferredSemaphore | None = None
         self._writes = WriteQueue(
             self._write_batch,
             reactor,
@@ -154,6 +162,7 @@ class SQLRoomStore:
                 f"cannot open the room store {self.database.where}: {self.database.describe(e)}"
             ) from None
         self._pool = pool
+        self._archive_lane = DeferredSemaphore(max(1, pool.max - 1))
         if found != LATEST:
             self.log.info(
                 "room store {store}: schema migrated from version {found} to {latest}",
@@ -240,13 +249,41 @@ class SQLRoomStore:
 
     def query_archive(self, room: str, query: ArchiveQuery) -> Deferred[ArchivePage]:
         check_query(query)
-        return self._read(queries.query_archive, room, query)
+        return self._archive_read(queries.query_archive, room, query)
 
     def archive_bounds(self, room: str) -> Deferred[tuple[HistoryRecord, HistoryRecord] | None]:
-        return self._read(queries.archive_bounds, room)
+        return self._archive_read(queries.archive_bounds, room)
 
     def find_message(self, room: str, stanza_id: str) -> Deferred[HistoryRecord | None]:
-        return self._read(queries.find_message, room, stanza_id)
+        return self._archive_read(queries.find_message, room, stanza_id)
+
+    @property
+    def archive_slots(self) -> int:
+        """Archive reads let into the pool at once; the rest wait in the lane."""
+        lane = self._archive_lane
+        return lane.limit if lane is not None else 0
+
+    def _archive_read(self, interaction: Any, *args: Any) -> Deferred[Any]:
+        """A read through the archive's lane, behind at most ``archive_slots`` others."""
+        lane = self._archive_lane
+        if lane is None:
+            return fail(StoreError("the room store is not open"))
+        return lane.run(self._read, interaction, *args)
+
+    # -- repairs ------------------------------------------------------------------------------
+
+    def list_rooms(self, after: str | None, limit: int) -> Deferred[list[RoomSummary]]:
+        check_limit(limit)
+        return self._read(queries.list_rooms, after or "", limit)
+
+    def has_room(self, jid: str) -> Deferred[bool]:
+        return self._read(queries.has_room, jid)
+
+    def delete_messages(self, room: str, stanza_ids: Sequence[str] | None) -> Deferred[int]:
+        # A read's path: after the writes made before it, tried again on a transient error
+        # like a read (deleting twice removes nothing more).
+        ids = None if stanza_ids is None else list(stanza_ids)
+        return self._read(queries.delete_messages, room, ids)
 
     def prune_archive(self, before: float | None, keep: int | None) -> Deferred[int]:
         if keep is not None and keep < 0:
