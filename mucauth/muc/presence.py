@@ -428,9 +428,11 @@ class Presences:
             tell_leaver=False,
         )
 
-    def shutdown_notices(self) -> None:
-        """Every occupant hears the service is going away (status 332); rooms are emptied."""
+    def shutdown_notices(self) -> int:
+        """Every occupant hears it is out of its room (status 332, as at a shutdown); rooms are
+        emptied. How many sessions were told."""
         core = self._core
+        told = 0
         for room in list(core.rooms.values()):
             for occupant in room.clear():
                 for session in occupant.sessions:
@@ -445,7 +447,9 @@ class Presences:
                             real_jid=session,
                         )
                     )
+                    told += 1
         core.rooms.clear()
+        return told
 
     # -- broadcast
 

@@ -53,7 +53,9 @@ from mucauth.muc.room import Room
 from mucauth.settings import ErrorCondition, MUCSettings
 from mucauth.store.base import IRoomStore
 
-__all__ = ["DENY_TEXT", "FAILURE_TEXT", "MUCService"]
+__all__ = ["DENY_TEXT", "FAILURE_TEXT", "LINK_LOST_TEXT", "MUCService"]
+
+LINK_LOST_TEXT = "The service lost its connection to the server, try again"
 
 
 @implementer(IDisco)
@@ -269,18 +271,36 @@ class MUCService(XMPPHandler):
         self._rechecker.start()
 
     def connectionLost(self, reason: Failure) -> None:
-        """Rooms do not survive the link: clients find out by self-ping and rejoin (and pass
-        the gate again). Pending checks are cancelled; their answers could not be delivered."""
-        self._gate.cancel_all()
+        """Rooms do not survive the link, and nobody is left out silently: every occupant gets
+        status 332 and every pending join an error, sent once the link is back (Wokkel's stream
+        manager queues what is sent while it is down and writes it first on the next stream).
+        Clients then rejoin, through the gate again. Keeping the rooms instead would leave a
+        stale copy behind ejabberd's balancing, where a room may be another process's after a
+        reconnect."""
+        pending = self._gate.cancel_all()
         self._liveness.stop()
         self._retention.stop()
         self._rechecker.stop()
         if self._core.keeper is not None:
             self._core.keeper.reset()
         self._iqs.reset()
-        for room in self._core.rooms.values():
-            room.clear()
-        self._core.rooms.clear()
+        rooms = len(self._core.rooms)
+        if self.parent is None:  # taken off its stream manager: nowhere to tell anyone
+            for room in self._core.rooms.values():
+                room.clear()
+            self._core.rooms.clear()
+            super().connectionLost(reason)
+            return
+        told = self._presences.shutdown_notices()
+        for each in pending:
+            self._gate.refuse_all(each, errors.ShuttingDown(LINK_LOST_TEXT))
+        self.log.warn(
+            "component link lost: {sessions} sessions in {rooms} rooms and {pending} pending"
+            " joins will hear it when the link is back (status 332: rejoin)",
+            sessions=told,
+            rooms=rooms,
+            pending=len(pending),
+        )
         super().connectionLost(reason)
 
     def getDiscoInfo(

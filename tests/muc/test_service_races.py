@@ -25,6 +25,7 @@ from tests.muc.support import (
     ServiceTestCase,
     codes,
     error_of,
+    error_text,
     iq,
     item,
     message,
@@ -313,6 +314,10 @@ class ConnectionLostTests(ServiceTestCase):
             warnings.filterwarnings("ignore", message=".*itervalues", category=DeprecationWarning)
             self.manager._disconnected(Failure(ConnectionError("gone")))
 
+    def reconnect(self) -> None:
+        self.manager._connected(self.manager.stub.xmlstream)
+        self.manager._authd(self.manager.stub.xmlstream)
+
     def test_rooms_forgotten_and_checks_cancelled(self) -> None:
         self.enter(ALICE, "alice")
         self.join(CAROL, "carol")
@@ -320,13 +325,37 @@ class ConnectionLostTests(ServiceTestCase):
         self.assertEqual(dict(self.service.rooms), {})
         self.assertEqual(self.service.pending_checks, 0)
         self.assertEqual(len(self.auth.cancelled), 1)
-        self.assertEqual(self.take(), [])
+        self.assertEqual(self.take(), [])  # nothing can be written while the link is down
+
+    def test_everyone_hears_it_once_the_link_is_back(self) -> None:
+        """Nobody is left outside a room silently: occupants get 332, pending joins an error,
+        first thing on the new stream."""
+        self.enter(ALICE, "alice")
+        self.enter(ALICE2, "alice")
+        self.enter(BOB, "bob")
+        self.join(CAROL, "carol", id="c")
+        self.lose_link()
+        self.reconnect()
+        out = self.take()
+        notices = [p for p in out if p.getAttribute("type") == "unavailable"]
+        self.assertEqual(sorted(p["to"] for p in notices), sorted([ALICE, ALICE2, BOB]))
+        for p in notices:
+            self.assertEqual(codes(p), {110, 332})
+        [refusal] = [p for p in out if p.getAttribute("type") == "error"]
+        self.assertEqual((refusal["to"], refusal["id"]), (CAROL, "c"))
+        self.assertEqual(error_of(refusal), ("wait", "service-unavailable"))
+        self.assertIn("lost its connection", error_text(refusal) or "")
+        self.assertEqual(len(out), 4)
+        self.lose_link()
+        self.reconnect()
+        self.assertEqual(self.take(), [])  # told once
 
     def test_after_reconnect_self_ping_says_rejoin(self) -> None:
         self.enter(ALICE, "alice")
         self.lose_link()
-        self.manager._connected(self.manager.stub.xmlstream)
-        self.manager._authd(self.manager.stub.xmlstream)
+        self.reconnect()
+        [notice] = self.take()
+        self.assertEqual(codes(notice), {110, 332})
         self.receive(iq(ALICE, ROOM + "/alice", PING))
         out = self.take()
         self.assertEqual([error_of(s) for s in out], [("cancel", "not-acceptable")])
