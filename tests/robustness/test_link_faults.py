@@ -1,8 +1,9 @@
 """The component link breaking under a real Prosody and ``twistd mucauth``.
 
 - The link is cut while occupants talk (Prosody and the clients stay up): mucauth reconnects
-  within its backoff cap; a former occupant's self-ping gets ``not-acceptable``, so the client
-  knows to rejoin, and the rejoin asks the authorization service again.
+  within its backoff cap; every former occupant gets its unavailable presence with status 332
+  on the new link, its self-ping gets ``not-acceptable``, so the client knows to rejoin, and
+  the rejoin asks the authorization service again.
 - Prosody refuses the link for a while, then takes it again: reconnected within the cap.
 - Prosody restarts while a join waits for the authorization service: mucauth stays up,
   reconnects, and rooms work again.
@@ -90,6 +91,10 @@ class LinkFaultTests(unittest.TestCase):
         for n in range(5):  # traffic while the link is down: bounced by Prosody, not lost here
             alice.send_groupchat(lobby, f"during {n}")
         self.assertLess(self.wait_reconnected(stack, logins, CAP + SLACK), CAP + SLACK)
+        # Nobody is left out silently: each hears it is out of the room (332), so it rejoins.
+        for client, nick in ((alice, "alice"), (bob, "bob")):
+            notice = client.wait_presence(f"{lobby}/{nick}", "unavailable", timeout=SLACK)
+            self.assertEqual(notice.status_codes, {110, 332}, notice.xml)
 
         self.assertEqual(alice.self_ping(lobby + "/alice"), "not-acceptable")
         self.assertEqual(bob.self_ping(lobby + "/bob"), "not-acceptable")
