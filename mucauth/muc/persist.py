@@ -612,9 +612,13 @@ class Keeper:
 
     def forget(self, room: Room) -> None:
         """Out of the store: the room was destroyed or made temporary."""
-        self._store.delete_room(room.jid.userhost())
+        self.forget_jid(room.jid.userhost())
+
+    def forget_jid(self, jid: str) -> None:
+        """Out of the store, a room not in memory (the admin API destroys it unread)."""
+        self._store.delete_room(jid)
         if self._known is not None:
-            self._known.discard(room.jid.userhost())
+            self._known.discard(jid)
 
 
 def _why(error: Exception) -> str:

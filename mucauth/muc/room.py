@@ -423,6 +423,13 @@ class Room:
         while self._history and self._history[0].stamp < moment:
             self._history.popleft()
 
+    def remove_history(self, predicate: Callable[[HistoryEntry], bool]) -> int:
+        """Forget the entries ``predicate`` accepts (messages an operator deleted); how many."""
+        kept = [entry for entry in self._history if not predicate(entry)]
+        removed = len(self._history) - len(kept)
+        self._history = deque(kept, maxlen=self._history.maxlen)
+        return removed
+
     def set_history_length(self, length: int) -> None:
         """Keep at most ``length`` messages from now on (the newest, when there were more)."""
         self.config.history_length = length

@@ -19,7 +19,7 @@ or ``PingHandler`` to the same stream, they would answer a second time.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
@@ -46,6 +46,7 @@ from mucauth.muc.liveness import Liveness
 from mucauth.muc.messages import Messages
 from mucauth.muc.persist import Keeper
 from mucauth.muc.presence import Presences
+from mucauth.muc.repair import Repairs
 from mucauth.muc.requests import RoomRequests
 from mucauth.muc.retention import Retention
 from mucauth.muc.revocation import Forget, Rechecker, RecheckResult, Revocations
@@ -140,6 +141,7 @@ class MUCService(XMPPHandler):
             on_removed=on_removed,
         )
         self._rechecker = Rechecker(self._core, self._revocations, recheck_interval)
+        self._repairs = Repairs(self._core, self._presences)
         self._iqs = IQs(
             self._core,
             self._gate,
@@ -245,6 +247,26 @@ class MUCService(XMPPHandler):
         """Ask the authorizer about the matching occupants again; those it now refuses (a
         clear no, never an error) leave with status 307."""
         return self._revocations.recheck(room, user)
+
+    # -- repairs (the admin API, ``repair.py``)
+
+    def list_rooms(self, after: str | None = None, limit: int = 100) -> Deferred[Any]:
+        """A page of rooms, live and stored, in JID order after ``after``: ``(listings, more)``."""
+        return self._repairs.rooms(after, limit)  # type: ignore[no-any-return]
+
+    def destroy_room(self, room: str, reason: str | None = None) -> Deferred[tuple[bool, bool]]:
+        """Destroy ``room`` (a bare JID) as its owner would, live or stored, loadable or not:
+        ``(was live, was stored)``."""
+        return self._repairs.destroy(room, reason)  # type: ignore[no-any-return]
+
+    def archived_messages(self, room: str, after: str | None, limit: int) -> Deferred[Any]:
+        """A page of ``room``'s stored messages (``repair.ArchivedMessage``) and whether more
+        follow."""
+        return self._repairs.messages(room, after, limit)
+
+    def delete_archived(self, room: str, stanza_ids: Sequence[str] | None) -> Deferred[int]:
+        """Delete those stored messages of ``room`` (all for None); how many."""
+        return self._repairs.delete_messages(room, stanza_ids)
 
     def shutdown(self) -> None:
         """Tell every occupant the service is going away (status 332), then forget everything.

@@ -6,12 +6,12 @@ bounded. In memory, on a MemoryRoomStore seeded by hand as a damaged database wo
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, cast
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.internet.defer import Deferred
-from twisted.logger import LogEvent, formatEvent, globalLogPublisher
+from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
 from twisted.words.protocols.jabber.jid import JID
 
 from mucauth.muc import persist
@@ -53,8 +53,9 @@ class UnreadableTestCase(PersistentTestCase):
     def setUp(self) -> None:
         super().setUp()
         self.events: list[LogEvent] = []
-        globalLogPublisher.addObserver(self.events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+        observer = cast(ILogObserver, self.events.append)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
         # The room as alice left it, then rows damaged behind the service's back.
         self.enter(ALICE, "alice")
         self.leave(ALICE, "alice")
@@ -215,6 +216,7 @@ class ReadableMessageTests(UnreadableTestCase):
         store.append_message(ROOM, row(1, xml), None)
         store.append_message(ROOM, row(2, good(2)), None)
         record = self.successResultOf(store.load_room(ROOM, 10))
+        assert record is not None
         room = restore_room(record)
         self.assertEqual(room.affiliation(JID(ALICE)), "owner")
         self.assertIn(len(room.history_entries), (1, 2))

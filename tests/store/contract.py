@@ -257,6 +257,55 @@ class RoomStoreContract(_Base):
         yield self.store.flush()
         self.assertEqual((yield self.store.room_jids()), [])
 
+    # -- repairs (the admin API) -----------------------------------------------------------------
+
+    @inlineCallbacks
+    def test_list_rooms_pages_in_jid_order(self) -> Generator[Any, Any, None]:
+        jids = [f"room{n:02d}@rooms.example.org" for n in range(25)]
+        for jid in reversed(jids):
+            save(self.store, jid, name=jid[:6], public=jid != jids[3])
+        yield self.store.flush()
+        seen: list[str] = []
+        after = None
+        while True:
+            page = yield self.store.list_rooms(after, 10)
+            if not page:
+                break
+            seen += [room.jid for room in page]
+            after = page[-1].jid
+        self.assertEqual(seen, jids)
+        [fourth] = yield self.store.list_rooms(jids[2], 1)
+        self.assertEqual((fourth.jid, fourth.name, fourth.public), (jids[3], "room03", False))
+        self.assertGreater(fourth.created, 0)
+        self.assertEqual((yield self.store.list_rooms(jids[-1], 10)), [])
+        with self.assertRaises(ValueError):
+            self.store.list_rooms(None, 0)
+
+    @inlineCallbacks
+    def test_has_room(self) -> Generator[Any, Any, None]:
+        save(self.store)
+        self.assertTrue((yield self.store.has_room(ROOM)))
+        self.assertFalse((yield self.store.has_room(OTHER)))
+        self.store.delete_room(ROOM)
+        self.assertFalse((yield self.store.has_room(ROOM)))
+
+    @inlineCallbacks
+    def test_delete_messages_by_id_and_all(self) -> Generator[Any, Any, None]:
+        save(self.store)
+        save(self.store, OTHER)
+        for n in range(5):
+            self.store.append_message(ROOM, message(n), None)
+            self.store.append_message(OTHER, message(n, room=OTHER), None)
+        # Made after the appends, so it waits for them; unknown and repeated ids count nothing.
+        removed = yield self.store.delete_messages(ROOM, ["s1", "s3", "s3", "nowhere"])
+        self.assertEqual(removed, 2)
+        record = yield self.load(ROOM)
+        self.assertEqual([m.stanza_id for m in record.history], ["s0", "s2", "s4"])
+        self.assertEqual((yield self.store.delete_messages(ROOM, None)), 3)
+        self.assertEqual((yield self.load(ROOM)).history, ())
+        self.assertEqual(len((yield self.load(OTHER)).history), 5)  # another room's are kept
+        self.assertEqual((yield self.store.delete_messages(ROOM, [])), 0)
+
     def test_config_must_be_json(self) -> None:
         with self.assertRaises(TypeError):
             save(self.store, config={"when": object()})

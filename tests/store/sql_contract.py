@@ -11,7 +11,7 @@ from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, cast
 
 from twisted.internet import reactor
-from twisted.internet.defer import inlineCallbacks, maybeDeferred
+from twisted.internet.defer import gatherResults, inlineCallbacks, maybeDeferred
 from twisted.internet.task import deferLater
 from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
 
@@ -307,3 +307,37 @@ class SQLStoreContract(_Base):
         self.assertIn("pruning the archive of", str(error))
         self.assertIn("stopped after 0 messages removed", str(error))
         self.assertNotIn("\n", str(error))
+
+    # -- rows that cannot be read back, and the archive's lane ----------------------------------
+
+    @inlineCallbacks
+    def test_rows_the_store_cannot_read_are_named_not_fatal(self) -> Generator[Any, Any, None]:
+        save(self.store)
+        for n in range(3):
+            self.store.append_message(ROOM, message(n), None)
+        yield self.store.flush()
+        self.raw_execute("UPDATE rooms SET config = ? WHERE jid = ?", ("{not json", ROOM))
+        record = yield self.store.load_room(ROOM, 10)
+        self.assertEqual(record.config, {})
+        self.assertEqual(record.unreadable, (("config", ""),))
+        self.assertEqual(record.name, "Maths")
+        self.assertEqual(len(record.history), 3)
+        self.raw_execute("UPDATE rooms SET config = ? WHERE jid = ?", ("[1, 2]", ROOM))
+        self.assertEqual((yield self.store.load_room(ROOM, 10)).unreadable, (("config", ""),))
+
+    @inlineCallbacks
+    def test_room_loads_do_not_queue_behind_archive_reads(self) -> Generator[Any, Any, None]:
+        save(self.store)
+        for n in range(200):
+            self.store.append_message(ROOM, message(n), None)
+        yield self.store.flush()
+        order: list[str] = []
+        reads = []
+        for n in range(40):
+            read = self.store.query_archive(ROOM, ArchiveQuery(limit=100))
+            reads.append(read.addCallback(lambda _, name: order.append(name), f"archive {n}"))
+        load = self.store.load_room(ROOM, 10).addCallback(lambda _: order.append("load"))
+        yield load
+        yield gatherResults(reads)
+        # Behind at most the archive reads let into the pool, never behind all forty.
+        self.assertLessEqual(order.index("load"), self.store.archive_slots, order[:10])
