@@ -148,12 +148,11 @@ def list_items(payload: domish.Element, room: Room, sender: JID) -> domish.Eleme
         if affiliation not in AFFILIATIONS or affiliation == "none":
             raise errors.BadRequest(f"No list of affiliation {affiliation[:30]}")
         check_affiliation_list(room.affiliation(sender))
+        # Only the JID and the affiliation, even for users in the room: Converse.js 14 reads a
+        # ``nick`` and ``role`` here as the user's own standing and loses its moderator tools.
         for bare in room.with_affiliation(affiliation):  # type: ignore[arg-type]
             entry = query.addElement("item")
             entry["affiliation"], entry["jid"] = affiliation, bare
-            holder = room.occupant_of(bare)
-            if holder is not None:
-                entry["nick"], entry["role"] = holder.nick, holder.role
         return query
     raise errors.BadRequest("A list request names a role or an affiliation")
 

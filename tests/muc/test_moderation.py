@@ -181,6 +181,26 @@ class GrantTests(ModerationTestCase):
             reply = self.take_one()
             self.assertEqual([i["jid"] for i in reply.query.elements(ADMIN, "item")], expected)
 
+    def test_affiliation_lists_name_the_jid_and_the_affiliation_only(self) -> None:
+        # bob is in the room: his nick and role still stay out of the list.
+        self.admin("<item affiliation='admin' jid='bob@example.org'/>")
+        for affiliation, expected in (
+            ("owner", [{"jid": "alice@example.org", "affiliation": "owner"}]),
+            ("admin", [{"jid": "bob@example.org", "affiliation": "admin"}]),
+        ):
+            self.receive(iq(ALICE, ROOM, admin_get(f"affiliation='{affiliation}'")))
+            reply = self.take_one()
+            items = [dict(i.attributes) for i in reply.query.elements(ADMIN, "item")]
+            self.assertEqual(items, expected)
+
+    def test_role_lists_keep_the_nick_and_the_role(self) -> None:
+        self.receive(iq(ALICE, ROOM, admin_get("role='participant'")))
+        reply = self.take_one()
+        items = [
+            (i["nick"], i["role"], i["affiliation"]) for i in reply.query.elements(ADMIN, "item")
+        ]
+        self.assertEqual(items, [("bob", "participant", "none"), ("carol", "participant", "none")])
+
     def test_the_moderator_list(self) -> None:
         self.receive(iq(ALICE, ROOM, admin_get("role='moderator'")))
         reply = self.take_one()
