@@ -28,6 +28,24 @@ __all__ = ["ConfigChange", "Destroy", "apply_config", "config_form", "owner_requ
 F = "muc#roomconfig_"
 _MAX_USERS_OPTIONS = ("10", "20", "30", "50", "100", "none")
 
+# Every option of a list-single field has a label: Converse.js shows bare values as blank
+# choices.
+_ALLOW_PM_LABELS = {
+    "anyone": "Anyone",
+    "participants": "Participants",
+    "moderators": "Moderators only",
+    "none": "Nobody",
+}
+_WHOIS_LABELS = {"moderators": "Moderators only", "anyone": "Anyone"}
+
+
+def _options(labels: dict[str, str]) -> list[data_form.Option]:
+    return [data_form.Option(value, label) for value, label in labels.items()]
+
+
+def _max_users_label(value: str) -> str:
+    return "No limit" if value == "none" else value
+
 
 @dataclass(frozen=True)
 class Destroy:
@@ -136,14 +154,14 @@ def config_form(room: Room, defaults: RoomDefaults) -> data_form.Form:
                 var=F + "allowpm",
                 label="Who may send private messages",
                 value=config.allow_pm,
-                options=[data_form.Option(o) for o in ALLOW_PM],
+                options=_options({value: _ALLOW_PM_LABELS[value] for value in ALLOW_PM}),
             ),
             data_form.Field(
                 "list-single",
                 var=F + "whois",
                 label="Who may see real JIDs",
                 value="anyone" if config.non_anonymous else "moderators",
-                options=[data_form.Option("moderators"), data_form.Option("anyone")],
+                options=_options(_WHOIS_LABELS),
             ),
             data_form.Field(
                 "text-single",
@@ -156,7 +174,7 @@ def config_form(room: Room, defaults: RoomDefaults) -> data_form.Form:
                 var=F + "maxusers",
                 label="Occupants at most",
                 value=max_users,
-                options=[data_form.Option(o) for o in options],
+                options=_options({o: _max_users_label(o) for o in options}),
             ),
             boolean("enablelogging"),
             data_form.Field(

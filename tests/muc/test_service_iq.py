@@ -141,6 +141,34 @@ class OwnerTests(ServiceTestCase):
         self.assertEqual(form.formType, "form")
         self.assertIn("muc#roomconfig_roomname", form.fields)
 
+    def test_every_choice_has_a_label(self) -> None:
+        self.receive(iq(ALICE, ROOM, f"<query xmlns='{OWNER}'/>"))
+        form = data_form.findForm(
+            self.take_one().firstChildElement(), "http://jabber.org/protocol/muc#roomconfig"
+        )
+        choices = {
+            name: {o.value: o.label for o in f.options}
+            for name, f in form.fields.items()
+            if f.fieldType == "list-single"
+        }
+        self.assertEqual(
+            choices["muc#roomconfig_allowpm"],
+            {
+                "anyone": "Anyone",
+                "participants": "Participants",
+                "moderators": "Moderators only",
+                "none": "Nobody",
+            },
+        )
+        self.assertEqual(
+            choices["muc#roomconfig_whois"], {"moderators": "Moderators only", "anyone": "Anyone"}
+        )
+        self.assertEqual(choices["muc#roomconfig_maxusers"]["50"], "50")
+        self.assertEqual(choices["muc#roomconfig_maxusers"]["none"], "No limit")
+        for name, options in choices.items():
+            for value, label in options.items():
+                self.assertTrue(label, f"{name}: {value} has no label")
+
     def test_non_owner_forbidden(self) -> None:
         self.receive(iq(BOB, ROOM, f"<query xmlns='{OWNER}'/>"))
         self.assertEqual(error_of(self.take_one()), ("auth", "forbidden"))
