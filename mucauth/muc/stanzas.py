@@ -200,8 +200,6 @@ class OccupantPresence(LazyStanza):
     A join in a room of N sends about 2N of these, and the stream only wants their text.
     """
 
-    owned = frozenset({NS_MUC_USER, NS_OCCUPANT_ID})
-
     def __init__(
         self,
         attributes: dict[str, str],
@@ -278,8 +276,6 @@ class StanzaId:
 class GroupchatMessage(LazyStanza):
     """A reflected groupchat message (see :func:`groupchat_message`), its tree made only if
     read: a message to a room of N is N of these."""
-
-    owned = frozenset({NS_OCCUPANT_ID, NS_SID})
 
     def __init__(
         self,
