@@ -17,7 +17,7 @@ from wokkel.muc import NS_MUC_ADMIN, NS_MUC_OWNER, NS_REGISTER
 from wokkel.ping import NS_PING
 
 from mucauth.authorize.base import JoinRequest
-from mucauth.muc import errors
+from mucauth.muc import errors, stanzas
 from mucauth.muc.admin import Moderation
 from mucauth.muc.archive import NS_MAM, Archive
 from mucauth.muc.core import Context, Core
@@ -153,6 +153,10 @@ class IQs:
                 if occupant.bare == bare:
                     self._presences.broadcast(room, occupant)
         self._moderation.config_changed(room, answer.was_members_only, answer.was_moderated)
+        codes = answer.status_codes(room)
+        if codes:
+            for _occupant, session in core.sessions(room):
+                core.send(stanzas.status_message(room, session, codes))
         keeper = core.keeper
         persistent = room.config.persistent
         if persistent and not answer.was_persistent:

@@ -8,7 +8,7 @@ back for the service to tell the room and the store.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from twisted.words.protocols.jabber.jid import JID, InvalidFormat
 from twisted.words.xish import domish
@@ -21,6 +21,13 @@ from mucauth.muc.incoming import child_ns
 from mucauth.muc.jids import parse_jid
 from mucauth.muc.limits import check_text_length
 from mucauth.muc.room import Affiliation, Room
+from mucauth.muc.stanzas import (
+    CONFIGURATION_CHANGED,
+    LOGGING_DISABLED,
+    LOGGING_ENABLED,
+    NON_ANONYMOUS,
+    SEMI_ANONYMOUS,
+)
 from mucauth.settings import ALLOW_PM, LimitSettings, RoomDefaults
 
 __all__ = ["ConfigChange", "Destroy", "apply_config", "config_form", "owner_request"]
@@ -64,6 +71,24 @@ class ConfigChange:
     affiliations: list[tuple[str, Affiliation]] = field(default_factory=list)
     was_members_only: bool = False
     was_moderated: bool = False
+    was_logging: bool = False
+    was_non_anonymous: bool = False
+    # Anything in the room's configuration or its owner and admin lists differs now.
+    changed: bool = False
+
+    def status_codes(self, room: Room) -> tuple[int, ...]:
+        """The codes of the notice occupants get (XEP-0045 §10.2.1): 104, so clients read the
+        room's features again, and 170-173 for what the form changed about their privacy.
+        None when the submission changed nothing."""
+        if not self.changed:
+            return ()
+        config = room.config
+        codes = [CONFIGURATION_CHANGED]
+        if config.logging != self.was_logging:
+            codes.append(LOGGING_ENABLED if config.logging else LOGGING_DISABLED)
+        if config.non_anonymous != self.was_non_anonymous:
+            codes.append(NON_ANONYMOUS if config.non_anonymous else SEMI_ANONYMOUS)
+        return tuple(codes)
 
 
 def owner_request(
@@ -270,7 +295,15 @@ def apply_config(
         changes["max_occupants"] = 0 if raw in ("", "none", "0") else _int("maxusers", raw, low=1)
     affiliations = _affiliation_changes(room, fields)
     config = room.config
-    change = ConfigChange(config.persistent, affiliations, config.members_only, config.moderated)
+    before = replace(config)
+    change = ConfigChange(
+        config.persistent,
+        affiliations,
+        config.members_only,
+        config.moderated,
+        was_logging=config.logging,
+        was_non_anonymous=config.non_anonymous,
+    )
     for bare, affiliation in affiliations:
         room.set_affiliation(bare, affiliation)
     history_length = changes.pop("history_length", None)
@@ -278,6 +311,7 @@ def apply_config(
         setattr(room.config, name, value)
     if isinstance(history_length, int):
         room.set_history_length(history_length)
+    change.changed = bool(affiliations) or room.config != before
     return change
 
 

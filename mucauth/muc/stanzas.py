@@ -41,6 +41,11 @@ BANNED = STATUS_CODE.BANNED.value  # 301
 REMOVED_AFFILIATION = STATUS_CODE.REMOVED_AFFILIATION.value  # 321: no longer a member
 REMOVED_MEMBERSHIP = STATUS_CODE.REMOVED_MEMBERSHIP.value  # 322: the room became members-only
 KICKED_ERROR = 333  # XEP-0045 1.31: removed because of a technical problem; not in Wokkel 18
+CONFIGURATION_CHANGED = STATUS_CODE.CONFIGURATION_CHANGED.value  # 104
+LOGGING_ENABLED = STATUS_CODE.LOGGING_ENABLED.value  # 170
+LOGGING_DISABLED = STATUS_CODE.LOGGING_DISABLED.value  # 171
+NON_ANONYMOUS = STATUS_CODE.NON_ANONYMOUS.value  # 172
+SEMI_ANONYMOUS = STATUS_CODE.SEMI_ANONYMOUS.value  # 173
 
 # exception -> (condition, type). Anything not here is a bug: internal-server-error.
 CONDITIONS: dict[type[errors.MUCError], tuple[str, str]] = {
@@ -358,6 +363,19 @@ def subject_message(room: Room, to: JID) -> domish.Element:
     element = message.addElement("subject")
     if subject is not None:
         element.addContent(subject.text)
+    return message
+
+
+def status_message(room: Room, to: JID, codes: Iterable[int]) -> domish.Element:
+    """A groupchat message from the room itself with no body, only status codes (a
+    configuration change, XEP-0045 §10.2.1): clients show each code's meaning."""
+    message = Stanza((None, "message"))
+    message["from"] = room.jid.full()
+    message["to"] = to.full()
+    message["type"] = "groupchat"
+    x = message.addElement((NS_MUC_USER, "x"))
+    for code in codes:
+        x.addElement("status")["code"] = str(code)
     return message
 
 

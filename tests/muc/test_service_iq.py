@@ -128,8 +128,12 @@ class OwnerTests(ServiceTestCase):
         self.enter(BOB, "bob")
 
     def submit(self, form: str, user: str = ALICE) -> domish.Element:
+        """The iq's answer; the notices occupants got are kept in ``self.notices``."""
         self.receive(iq(user, ROOM, f"<query xmlns='{OWNER}'>{form}</query>", type="set"))
-        return self.take_one()
+        sent = self.take()
+        [reply] = [s for s in sent if s.name == "iq"]
+        self.notices = [s for s in sent if s.name == "message"]
+        return reply
 
     def test_get_form(self) -> None:
         self.receive(iq(ALICE, ROOM, f"<query xmlns='{OWNER}'/>"))
@@ -192,6 +196,43 @@ class OwnerTests(ServiceTestCase):
         self.assertEqual(self.submit(form)["type"], "result")
         config = self.service.rooms[JID(ROOM)].config
         self.assertEqual((config.name, config.public), ("Study group", False))
+
+    def config(self, **fields: str) -> str:
+        inner = "".join(
+            f"<field var='muc#roomconfig_{name}'><value>{value}</value></field>"
+            for name, value in fields.items()
+        )
+        return f"<x xmlns='{XDATA}' type='submit'>{inner}</x>"
+
+    def notice_codes(self) -> dict[str, list[int]]:
+        """Each occupant's notice: its status codes, in order."""
+        found = {}
+        for notice in self.notices:
+            self.assertEqual(summary(notice)[1:], (ROOM, notice["to"], "groupchat"))
+            self.assertIsNone(notice.body)
+            [x] = list(notice.elements(NS_USER, "x"))
+            found[notice["to"]] = [int(s["code"]) for s in x.elements(NS_USER, "status")]
+        return found
+
+    def test_a_change_is_told_to_every_occupant_with_104(self) -> None:
+        self.assertEqual(self.submit(self.config(roomname="Study group"))["type"], "result")
+        self.assertEqual(self.notice_codes(), {ALICE: [104], BOB: [104]})
+
+    def test_logging_and_anonymity_changes_have_their_codes(self) -> None:
+        self.submit(self.config(enablelogging="1", whois="anyone"))
+        self.assertEqual(self.notice_codes(), {ALICE: [104, 170, 172], BOB: [104, 170, 172]})
+        self.submit(self.config(enablelogging="0", whois="moderators"))
+        self.assertEqual(self.notice_codes(), {ALICE: [104, 171, 173], BOB: [104, 171, 173]})
+
+    def test_a_submission_that_changes_nothing_is_not_told(self) -> None:
+        self.submit(f"<x xmlns='{XDATA}' type='submit'/>")
+        self.submit(self.config(enablelogging="0", publicroom="1"))  # as they were
+        self.assertEqual(self.notices, [])
+
+    def test_a_refused_submission_is_not_told(self) -> None:
+        reply = self.submit(self.config(roomname="x", whois="everyone"))
+        self.assertEqual(error_of(reply), ("modify", "bad-request"))
+        self.assertEqual(self.notices, [])
 
     def test_persistent_without_a_store_outlives_an_empty_room(self) -> None:
         form = (
