@@ -28,6 +28,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from twisted.words.protocols.jabber.jid import JID
+from twisted.words.protocols.jabber.xmlstream import XmlStream
 from twisted.words.xish import domish
 from wokkel.iwokkel import IDisco
 from wokkel.subprotocols import XMPPHandler
@@ -44,6 +45,7 @@ from mucauth.muc.join import DENY_TEXT, FAILURE_TEXT, Held, JoinGate, Key, Pendi
 from mucauth.muc.limits import check_payload, strip_payload
 from mucauth.muc.liveness import Liveness
 from mucauth.muc.messages import Messages
+from mucauth.muc.outbound import guard
 from mucauth.muc.persist import Keeper
 from mucauth.muc.presence import Presences
 from mucauth.muc.repair import Repairs
@@ -281,6 +283,18 @@ class MUCService(XMPPHandler):
             self._gate.refuse_all(pending, errors.ShuttingDown())
 
     # -- Wokkel hooks
+
+    def connectionMade(self) -> None:
+        """Every element written to the stream passes the way out (``outbound.py``), installed
+        here because the stream manager writes what waited for the link before it calls
+        ``connectionInitialized``. A test's stub stream, which only collects elements, is left
+        alone."""
+        if isinstance(self.xmlstream, XmlStream):
+            guard(
+                self.xmlstream,
+                lambda: self._core.settings.limits.max_stanza_size,
+                clock=self._core.clock,
+            )
 
     def connectionInitialized(self) -> None:
         self.xmlstream.addObserver("/presence", self._observe(self._on_presence))

@@ -31,7 +31,7 @@ checked once and remembered. :class:`Stanza` is a ``domish.Element`` whose ``toX
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 from xml.parsers import expat
 
@@ -363,7 +363,7 @@ class _General:
 
 
 def _general_writer(
-    prefixes: dict[str, str] | None, prefixes_in_scope: Sequence[str] | None, out: list[str]
+    prefixes: dict[str, str] | None, prefixes_in_scope: Collection[str] | None, out: list[str]
 ) -> tuple[_General, dict[str, str]]:
     """The writer and the scope the stream gives: ``prefixes`` (namespace -> prefix) are the
     stream's, those named in ``prefixes_in_scope`` declared on its header already."""
@@ -382,7 +382,7 @@ def serialize_bytes(
     element: domish.Element,
     default_uri: str = "",
     prefixes: dict[str, str] | None = None,
-    prefixes_in_scope: Sequence[str] | None = None,
+    prefixes_in_scope: Collection[str] | None = None,
 ) -> bytes:
     """``element`` as UTF-8 XML, or :class:`Unwritable`. ``XmlStream.send`` passes the stream's
     namespace and its prefixes (``stream:``, declared on the stream's header)."""
@@ -393,7 +393,7 @@ def serialize(
     element: domish.Element,
     default_uri: str = "",
     prefixes: dict[str, str] | None = None,
-    prefixes_in_scope: Sequence[str] | None = None,
+    prefixes_in_scope: Collection[str] | None = None,
 ) -> str:
     """:func:`serialize_bytes` as text."""
     text = _text(element, default_uri, prefixes, prefixes_in_scope)
@@ -405,7 +405,7 @@ def _text(
     element: domish.Element,
     default_uri: str | None,
     prefixes: dict[str, str] | None,
-    prefixes_in_scope: Sequence[str] | None,
+    prefixes_in_scope: Collection[str] | None,
 ) -> str:
     if default_uri is None:
         default_uri = ""
@@ -488,7 +488,7 @@ class LazyStanza(Stanza):
         self,
         default_uri: str,
         prefixes: dict[str, str] | None,
-        prefixes_in_scope: Sequence[str] | None,
+        prefixes_in_scope: Collection[str] | None,
     ) -> str:
         name = self.name
         if name not in _NAMES:
