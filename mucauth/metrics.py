@@ -41,6 +41,7 @@ from wokkel.subprotocols import XMPPHandler
 
 from mucauth.authorize.base import Decision, JoinRequest
 from mucauth.listen import SiteServer
+from mucauth.muc.outbound import REFUSED_EVENT, TOO_LARGE, UNWRITABLE
 from mucauth.settings import MetricsSettings
 
 if TYPE_CHECKING:
@@ -139,6 +140,15 @@ class Metrics:
             self._archive_checks.labels(outcome)
         for cause in ("revoke", "recheck"):
             self._removed.labels(cause)
+        self._refused = Counter(
+            "mucauth_stanzas_refused",
+            "Stanzas the way out did not write (muc/outbound.py): not writable as XML, or over"
+            " [limits] max_stanza_size.",
+            ["reason"],
+            registry=self.registry,
+        )
+        for reason in (UNWRITABLE, TOO_LARGE):
+            self._refused.labels(reason)
         self._reconnects = Counter(
             "mucauth_component_reconnects",
             "Times the component link was established again after a loss.",
@@ -213,6 +223,9 @@ class Metrics:
 
     def stanza_sent(self, kind: str) -> None:
         self._sent.labels(kind).inc()
+
+    def stanza_refused(self, reason: str) -> None:
+        self._refused.labels(reason).inc()
 
     def link_reconnected(self) -> None:
         self._reconnects.inc()
@@ -326,6 +339,7 @@ class LinkMetrics(XMPPHandler):
 
         xs.rawDataOutFn = written
         xs.addObserver("/*", self._received, priority=1)
+        xs.addObserver(REFUSED_EVENT, self._metrics.stanza_refused)
 
     def _received(self, element: domish.Element) -> None:
         if element.name in STANZA_KINDS:

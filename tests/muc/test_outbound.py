@@ -14,6 +14,7 @@ from twisted.words.xish import domish
 from zope.interface import provider
 
 from mucauth.authorize import StaticAuthorizer
+from mucauth.metrics import Metrics
 from mucauth.muc.outbound import REFUSED_EVENT, OutboundGuard, guard
 from mucauth.muc.service import MUCService
 from mucauth.muc.xml import Stanza
@@ -79,7 +80,7 @@ class GuardTests(SynchronousTestCase):
 
     def test_installed_once(self) -> None:
         self.assertIs(guard(self.xs, lambda: 1), self.guard)
-        self.assertIsInstance(self.xs.send.__self__, OutboundGuard)
+        self.assertIsInstance(getattr(self.xs.send, "__self__", None), OutboundGuard)
 
     def check_refused(self, reason: str, size: int | None) -> None:
         self.assertEqual(self.reasons, [reason])
@@ -162,8 +163,22 @@ class ServiceTests(SynchronousTestCase):
         service = MUCService(StaticAuthorizer(frozenset()), settings, clock=Clock())
         xs, transport = stream()
         service.makeConnection(xs)
-        self.assertIsInstance(xs.send.__self__, OutboundGuard)
+        self.assertIsInstance(getattr(xs.send, "__self__", None), OutboundGuard)
         message = Stanza((None, "message"))
         message.addElement("body", content="x" * 2000)
         xs.send(message)
         self.assertEqual(transport.value(), b"")
+
+    def test_refusals_are_counted_by_the_link_metrics(self) -> None:
+        metrics = Metrics()
+        xs, _ = stream()
+        metrics.link_handler().makeConnection(xs)
+        guard(xs, lambda: 10)
+        xs.send(Stanza((None, "message")))
+        xs.send(Stanza((None, "message"), attribs={"to": "\x00"}))
+        xs.send(Stanza((None, "message"), attribs={"to": "a" * 20}))
+        name = "mucauth_stanzas_refused_total"
+        value = metrics.registry.get_sample_value
+        self.assertEqual(value(name, {"reason": "unwritable"}), 1)
+        self.assertEqual(value(name, {"reason": "too_large"}), 1)
+        self.assertEqual(value("mucauth_stanzas_sent_total", {"kind": "message"}), 1)
