@@ -52,7 +52,7 @@ from mucauth.muc import errors
 from mucauth.muc.core import Context, Core
 from mucauth.muc.join import Held
 from mucauth.muc.room import Affiliation, HistoryEntry, Room, RoomConfig, Subject
-from mucauth.muc.xml import escape_attribute
+from mucauth.muc.xml import serialize
 from mucauth.store.base import HistoryRecord, IRoomStore, RoomRecord
 
 __all__ = [
@@ -144,17 +144,25 @@ def _sane(name: str, value: Any) -> bool:
 # The namespaces a stanza's own children (body, subject, thread) come in: stored as jabber:client,
 # the namespace clients read them in (archive results forward them as they are).
 _STANZA_NAMESPACES = frozenset({"jabber:client", "jabber:component:accept", "jabber:server"})
+_CLIENT = "jabber:client"
 
 
 def message_xml(stanza_id: str | None, children: list[domish.Element]) -> str:
     """One history message as stored: its children in a ``<message/>`` carrying the sender's
-    id, the stanza's own children in jabber:client whatever stream they came on."""
-    id_attribute = f" id='{escape_attribute(stanza_id)}'" if stanza_id else ""
-    inner = "".join(
-        child.toXml(defaultUri=child.uri) if child.uri in _STANZA_NAMESPACES else child.toXml()
-        for child in children
-    )
-    return f"<message xmlns='jabber:client'{id_attribute}>{inner}</message>"
+    id, the stanza's own children in jabber:client whatever stream they came on.
+
+    Written by the way out's serializer (``muc/xml.py``), as the stream would write it: a
+    message it cannot write raises :class:`~mucauth.muc.xml.Unwritable` and is not stored,
+    since a row that does not parse would be lost on the next load anyway."""
+    message = domish.Element((_CLIENT, "message"))
+    if stanza_id:
+        message["id"] = stanza_id
+    for child in children:
+        # The stanza's own children take jabber:client from the wrapper; any other keeps its
+        # namespace (one in no namespace gets xmlns='').
+        context = child.uri if child.uri in _STANZA_NAMESPACES else _CLIENT
+        message.children.append(domish.SerializedXML(serialize(child, context)))
+    return serialize(message)
 
 
 def parse_message(xml: str) -> Stored:
