@@ -27,7 +27,7 @@ from mucauth.muc.join import JoinGate, Pending
 from mucauth.muc.owner import ConfigChange, Destroy, owner_request
 from mucauth.muc.presence import Presences
 from mucauth.muc.relay import IqRelay
-from mucauth.muc.retraction import NS_MODERATE, Retractions
+from mucauth.muc.retraction import NS_FASTEN, NS_MODERATE, Retractions
 from mucauth.muc.room import Room
 
 __all__ = ["IQs"]
@@ -130,7 +130,7 @@ class IQs:
             return self._moderation.on_admin(kind, payload, room, context.sender)
         if payload.uri == NS_MAM:
             return self._archive.on_iq(iq, kind, payload, context, room)
-        if payload.uri == NS_MODERATE:
+        if payload.uri in (NS_MODERATE, NS_FASTEN):
             return self._retractions.on_moderate(kind, payload, context, room)
         raise errors.UnsupportedNamespace()
 

@@ -1,11 +1,14 @@
-"""Moderated message retraction (XEP-0425, version 0.3: ``urn:xmpp:message-moderate:1``, as
-Converse.js and Gajim send it).
+"""Moderated message retraction (XEP-0425): version 0.3 (``urn:xmpp:message-moderate:1``, as
+Converse.js sends it) and version 0.2 (``urn:xmpp:message-moderate:0`` inside a message
+fastening ``<apply-to/>``, the only one Gajim 1.7 knows).
 
 A moderator names an archived message by the id the room gave it (its ``<stanza-id/>``). The
 room then tells every occupant (a ``<retract/>`` from the room, with who moderated and why),
 keeps a tombstone in the message's place (in the history joiners get and in the archive, so
 later archive pages carry the retraction), and archives the notice itself, so a client that
-catches up from its last seen message learns of retractions of older ones too.
+catches up from its last seen message learns of retractions of older ones too. Whichever
+version asked, the notice and the tombstone carry both versions' elements side by side: each
+client reads its own and ignores the other.
 
 Only messages of rooms that archive have ids to name, so only those rooms offer it.
 """
@@ -31,10 +34,21 @@ from mucauth.muc.stanzas import NS_OCCUPANT_ID
 from mucauth.muc.xml import Stanza
 from mucauth.store.base import HistoryRecord
 
-__all__ = ["NS_MODERATE", "NS_RETRACT", "Retractions"]
+__all__ = [
+    "NS_FASTEN",
+    "NS_MODERATE",
+    "NS_MODERATE_0",
+    "NS_RETRACT",
+    "NS_RETRACT_0",
+    "Retractions",
+]
 
 NS_MODERATE = "urn:xmpp:message-moderate:1"
 NS_RETRACT = "urn:xmpp:message-retract:1"
+# XEP-0425 version 0.2: the request and the notice are fastened (XEP-0422) to the message.
+NS_MODERATE_0 = "urn:xmpp:message-moderate:0"
+NS_RETRACT_0 = "urn:xmpp:message-retract:0"
+NS_FASTEN = "urn:xmpp:fasten:0"
 
 
 def _moderated(room: Room, moderator: Occupant, reason: str | None) -> list[domish.Element]:
@@ -51,6 +65,52 @@ def _moderated(room: Room, moderator: Occupant, reason: str | None) -> list[domi
     return parts
 
 
+def _moderated_0(
+    room: Room, moderator: Occupant, reason: str | None, inner: domish.Element
+) -> domish.Element:
+    """Version 0.2's ``<moderated/>``: who and why around ``<retract/>`` (the notice) or
+    ``<retracted/>`` (the tombstone)."""
+    moderated = domish.Element((NS_MODERATE_0, "moderated"))
+    moderated["by"] = occupant_address(room.jid, moderator.nick)
+    moderated.addChild(inner)
+    if reason:
+        moderated.addElement((NS_MODERATE_0, "reason"), content=reason)
+    return moderated
+
+
+def read_moderate(payload: domish.Element) -> tuple[str, str | None]:
+    """The message's id and the reason of a version 0.3 request, ``<moderate id=…/>``."""
+    if payload.name != "moderate":
+        raise errors.BadRequest("Moderation is an iq set of <moderate/>")
+    archive_id = payload.getAttribute("id")
+    if not archive_id:
+        raise errors.BadRequest("<moderate/> needs the id of the message")
+    if child_ns(payload, NS_RETRACT, "retract") is None:
+        raise errors.NotSupported("Only retraction is supported")
+    return archive_id, _reason(payload, NS_MODERATE)
+
+
+def read_apply_to(payload: domish.Element) -> tuple[str, str | None]:
+    """The message's id and the reason of a version 0.2 request,
+    ``<apply-to id=…><moderate><retract/></moderate></apply-to>``."""
+    archive_id = payload.getAttribute("id")
+    if payload.name != "apply-to" or not archive_id:
+        raise errors.BadRequest("Moderation is an iq set of <apply-to id=…/>")
+    moderate = child_ns(payload, NS_MODERATE_0, "moderate")
+    if moderate is None:
+        raise errors.NotSupported("Only moderation is supported in <apply-to/>")
+    if child_ns(moderate, NS_RETRACT_0, "retract") is None:
+        raise errors.NotSupported("Only retraction is supported")
+    return archive_id, _reason(moderate, NS_MODERATE_0)
+
+
+def _reason(parent: domish.Element, uri: str) -> str | None:
+    element = child_ns(parent, uri, "reason")
+    if element is None:
+        return None
+    return str(element).strip() or None
+
+
 class Retractions:
     """``<moderate/>`` iqs to a room."""
 
@@ -60,18 +120,14 @@ class Retractions:
     def on_moderate(
         self, kind: str, payload: domish.Element, context: Context, room: Room
     ) -> Deferred[None]:
+        """A ``<moderate/>`` (version 0.3) or ``<apply-to/>`` (version 0.2) iq to the room."""
         core = self._core
         if not archives(room, core):
             raise errors.UnsupportedNamespace("This room keeps no archive to moderate")
-        if kind != "set" or payload.name != "moderate":
-            raise errors.BadRequest("Moderation is an iq set of <moderate/>")
-        archive_id = payload.getAttribute("id")
-        if not archive_id:
-            raise errors.BadRequest("<moderate/> needs the id of the message")
-        if child_ns(payload, NS_RETRACT, "retract") is None:
-            raise errors.NotSupported("Only retraction is supported")
-        reason_element = child_ns(payload, NS_MODERATE, "reason")
-        reason = str(reason_element).strip() if reason_element is not None else None
+        if kind != "set":
+            raise errors.BadRequest("Moderation is an iq set")
+        read = read_apply_to if payload.uri == NS_FASTEN else read_moderate
+        archive_id, reason = read(payload)
         moderator = room.occupant_for(context.sender)
         if moderator is None or not moderator.is_moderator:
             raise errors.Forbidden("Only moderators may retract messages")
@@ -125,7 +181,10 @@ class Retractions:
         retracted["stamp"] = stamp(now.timestamp())
         for part in _moderated(room, moderator, reason):
             retracted.addChild(part)
-        tombstone = [retracted, stanza_id_element(room, archive_id)]
+        retracted_0 = domish.Element((NS_RETRACT_0, "retracted"))
+        retracted_0["stamp"] = retracted["stamp"]
+        moderated_0 = _moderated_0(room, moderator, reason, retracted_0)
+        tombstone = [retracted, moderated_0, stanza_id_element(room, archive_id)]
         if entry is not None:
             old: Stored = entry.payload  # type: ignore[assignment]
             replaced = HistoryEntry(
@@ -161,8 +220,12 @@ class Retractions:
         retract["id"] = archive_id
         for part in _moderated(room, moderator, reason):
             retract.addChild(part)
+        apply_to = domish.Element((NS_FASTEN, "apply-to"))
+        apply_to["id"] = archive_id
+        retract_0 = domish.Element((NS_RETRACT_0, "retract"))
+        apply_to.addChild(_moderated_0(room, moderator, reason, retract_0))
         notice_id = uuid.uuid4().hex
-        children = [retract, stanza_id_element(room, notice_id)]
+        children = [retract, apply_to, stanza_id_element(room, notice_id)]
         for _occupant, session in core.sessions(room):
             core.send(_notice(room, session, children))
         keeper = core.keeper

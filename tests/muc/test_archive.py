@@ -8,7 +8,13 @@ from twisted.words.xish import domish
 
 from mucauth.muc.archive import NS_MAM, NS_RSM, NS_STANZA_ID, stamp
 from mucauth.muc.retention import Retention
-from mucauth.muc.retraction import NS_MODERATE, NS_RETRACT
+from mucauth.muc.retraction import (
+    NS_FASTEN,
+    NS_MODERATE,
+    NS_MODERATE_0,
+    NS_RETRACT,
+    NS_RETRACT_0,
+)
 from mucauth.settings import ArchiveSettings, MUCSettings, RoomDefaults
 from mucauth.store import ArchiveQuery
 from tests.muc.support import ALICE, BOB, CAROL, ROOM, START, error_of, iq, message
@@ -142,7 +148,7 @@ class StanzaIdTests(ArchiveTestCase):
     def test_disco_offers_the_archive(self) -> None:
         self.receive(iq(BOB, ROOM, DISCO_INFO))
         features = {str(f["var"]) for f in self.take_one().query.elements(DISCO, "feature")}
-        for feature in (NS_MAM, NS_MAM + "#extended", NS_STANZA_ID, NS_MODERATE):
+        for feature in (NS_MAM, NS_MAM + "#extended", NS_STANZA_ID, NS_MODERATE, NS_MODERATE_0):
             self.assertIn(feature, features)
 
     def test_a_subject_change_is_not_archived(self) -> None:
@@ -391,6 +397,67 @@ class RetractionTests(ArchiveTestCase):
         self.assertEqual(inner["from"], f"{ROOM}/bob")
         self.assertEqual(inner_message(notice)["from"], ROOM)
         self.assertNotIn("post 0", first.toXml())
+
+    def moderate_0(self, archive_id: str, user: str = ALICE, reason: str = "") -> domish.Element:
+        """A version 0.2 request, as Gajim 1.7 sends it."""
+        why = f"<reason>{reason}</reason>" if reason else ""
+        payload = (
+            f"<apply-to xmlns='{NS_FASTEN}' id='{archive_id}'>"
+            f"<moderate xmlns='{NS_MODERATE_0}'><retract xmlns='{NS_RETRACT_0}'/>{why}</moderate>"
+            "</apply-to>"
+        )
+        self.receive(iq(user, ROOM, payload, type="set"))
+        sent = self.take()
+        [reply] = [s for s in sent if s.name == "iq"]
+        self.notices = [s for s in sent if s.name == "message"]
+        return reply
+
+    def assert_told_in_both_versions(self, target: str, reason: str) -> None:
+        self.assertEqual({n["to"] for n in self.notices}, {ALICE, BOB})
+        for notice in self.notices:
+            [retract] = list(notice.elements(NS_RETRACT, "retract"))
+            self.assertEqual(retract["id"], target)
+            [apply_to] = list(notice.elements(NS_FASTEN, "apply-to"))
+            self.assertEqual(apply_to["id"], target)
+            [moderated] = list(apply_to.elements(NS_MODERATE_0, "moderated"))
+            self.assertEqual(moderated["by"], f"{ROOM}/alice")
+            self.assertEqual(len(list(moderated.elements(NS_RETRACT_0, "retract"))), 1)
+            self.assertEqual(
+                [str(r) for r in moderated.elements(NS_MODERATE_0, "reason")], [reason]
+            )
+
+    def test_a_version_0_2_request_retracts(self) -> None:
+        [target] = self.post(1, user=BOB)
+        reply = self.moderate_0(target, reason="Off topic")
+        self.assertEqual(reply["type"], "result", reply.toXml())
+        self.assert_told_in_both_versions(target, "Off topic")
+        [notice] = [n for n in self.notices if n["to"] == BOB]
+        [retract] = list(notice.elements(NS_RETRACT, "retract"))
+        self.assertEqual(str(retract.reason), "Off topic")
+        # The tombstone has both versions' too, for the archive's readers of each.
+        sent = self.enter(CAROL, "carol")
+        [tombstone] = [s for s in sent if s.name == "message" and stanza_id(s) == target]
+        self.assertEqual(len(list(tombstone.elements(NS_RETRACT, "retracted"))), 1)
+        [moderated] = list(tombstone.elements(NS_MODERATE_0, "moderated"))
+        [retracted] = list(moderated.elements(NS_RETRACT_0, "retracted"))
+        self.assertTrue(retracted.getAttribute("stamp"))
+        self.assertIsNone(tombstone.body)
+
+    def test_a_version_0_3_request_is_told_in_both_versions(self) -> None:
+        [target] = self.post(1, user=BOB)
+        self.moderate(target, reason="spam")
+        self.assert_told_in_both_versions(target, "spam")
+
+    def test_a_version_0_2_request_from_a_participant_is_refused(self) -> None:
+        [target] = self.post(1)
+        reply = self.moderate_0(target, user=BOB)
+        self.assertEqual(error_of(reply), ("auth", "forbidden"))
+        self.assertEqual(self.notices, [])
+
+    def test_a_version_0_2_request_for_anything_but_retraction(self) -> None:
+        [target] = self.post(1)
+        self.receive(iq(ALICE, ROOM, f"<apply-to xmlns='{NS_FASTEN}' id='{target}'/>", type="set"))
+        self.assertEqual(error_of(self.take_one()), ("cancel", "feature-not-implemented"))
 
     def test_an_old_message_is_found_in_the_store(self) -> None:
         ids = self.post(8, user=BOB)  # history_length 5: the first three only in the store
