@@ -30,7 +30,8 @@ from wokkel.ping import NS_PING
 from mucauth.muc import errors
 from mucauth.muc.archive import NS_MAM, NS_MAM_EXTENDED, NS_STANZA_ID, archives
 from mucauth.muc.core import Core
-from mucauth.muc.retraction import NS_MODERATE
+from mucauth.muc.requests import NS_MUC_REQUEST
+from mucauth.muc.retraction import NS_MODERATE, NS_MODERATE_0
 from mucauth.muc.room import Room
 from mucauth.muc.stanzas import NS_OCCUPANT_ID
 
@@ -62,9 +63,10 @@ def room_info(room: Room, archived: bool = False) -> list[InfoItem]:
         "muc_nonanonymous" if config.non_anonymous else "muc_semianonymous",
         "muc_persistent" if config.persistent else "muc_temporary",
         "muc_passwordprotected" if config.password_protected else "muc_unsecured",
+        NS_MUC_REQUEST,
     ]
     if archived:
-        features += [NS_MAM, NS_MAM_EXTENDED, NS_STANZA_ID, NS_MODERATE]
+        features += [NS_MAM, NS_MAM_EXTENDED, NS_STANZA_ID, NS_MODERATE, NS_MODERATE_0]
     form = data_form.Form(
         "result",
         formNamespace=NS_MUC_ROOMINFO,

@@ -98,6 +98,7 @@ class RoomDiscoTests(ServiceTestCase):
             "muc_semianonymous",
             "muc_temporary",
             "muc_unsecured",
+            "http://jabber.org/protocol/muc#request",  # voice requests
         ):
             self.assertIn(feature, found.features)
         form = found.extensions["http://jabber.org/protocol/muc#roominfo"]
