@@ -18,19 +18,22 @@ nobody waits for an answer that will never come, an iq is answered in its place:
   addressee had refused it: an error is dispatched on the stream as if received, so the relay
   or the request's Deferred sees it at once.
 
-Strings (the stream's header and footer, written by Twisted) pass as they are.
+Strings (the stream's header and footer, written by Twisted) pass as they are; anything else
+is taken for an element (``IElement``), and what is not one is refused as unwritable.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, cast
+from functools import partial
+from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.words.protocols.jabber.error import StanzaError
 from twisted.words.protocols.jabber.xmlstream import XmlStream
 from twisted.words.xish import domish
+from twisted.words.xish import xmlstream as xish_xmlstream
 
 from mucauth.muc.xml import Unwritable, serialize_bytes
 
@@ -69,21 +72,23 @@ class OutboundGuard:
         on_refused: Callable[[str], None] | None,
     ) -> None:
         self._stream = stream
-        self._write = stream.send  # Twisted's, given bytes from here on
+        self._send = stream.send  # Twisted's, for what is not an element
+        # Bytes go straight to the writing layer under Twisted's send (which would only ask
+        # again whether they are an element): the stream's raw data hook and its transport.
+        self._write = partial(xish_xmlstream.XmlStream.send, stream)
         self._max_size = max_size
         self._clock = clock
         self._on_refused = on_refused
         self.refused: dict[str, int] = {UNWRITABLE: 0, TOO_LARGE: 0}
 
     def send(self, obj: Any) -> None:
-        if not domish.IElement.providedBy(obj):
-            self._write(obj)
+        if isinstance(obj, (str, bytes)):  # the stream's header and footer: Twisted's text
+            self._send(obj)
             return
         stream = self._stream
         prefixes = stream.prefixes
         try:
-            element = cast(domish.Element, obj)
-            data = serialize_bytes(element, stream.namespace, prefixes, prefixes.values())
+            data = serialize_bytes(obj, stream.namespace, prefixes, prefixes.values())
         except Unwritable as e:
             self._refuse(obj, UNWRITABLE, e.reason, None)
             return
