@@ -200,6 +200,9 @@ class Room:
         ``history_size`` overrides the config's ``history_length``."""
         self.jid = jid if jid.resource is None else prepared_jid(jid.user, jid.host)
         self.created = created
+        # Who made it (the room's own JID when a stored row did not say): rooms per user are
+        # bounded ([limits] max_rooms_per_user).
+        self.creator = creator
         self.config = config if config is not None else RoomConfig()
         if history_size is not None:
             self.config.history_length = history_size

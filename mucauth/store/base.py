@@ -135,6 +135,9 @@ class RoomRecord:
     subject: str = ""
     subject_nick: str = ""
     created: float = 0.0
+    # Who created the room (a bare JID), kept from the first save that gave one; "" for rooms
+    # saved before it was kept. The service bounds the rooms one user may have created.
+    creator: str = ""
     affiliations: Mapping[str, str] = field(default_factory=dict)
     history: tuple[HistoryRecord, ...] = ()
     unreadable: tuple[tuple[str, str], ...] = ()
@@ -142,12 +145,14 @@ class RoomRecord:
 
 @dataclass(frozen=True)
 class RoomSummary:
-    """A stored room as the operators' list shows it (the admin API): no settings, no rows."""
+    """A stored room as the operators' list shows it (the admin API): no settings, no rows.
+    The service's room index reads the same pages (room list, rooms per creator)."""
 
     jid: str
     name: str
     public: bool
     created: float
+    creator: str = ""
 
 
 class IRoomStore(Interface):
@@ -194,8 +199,11 @@ class IRoomStore(Interface):
         public: bool,
         subject: str,
         subject_nick: str,
+        creator: str = "",
     ) -> None:
         """Insert or replace the room's settings and subject (not its affiliations or history).
+
+        ``creator`` is kept from the first save that gives one; later saves do not change it.
 
         Several saves of a room before the first reaches the database are written once.
         """

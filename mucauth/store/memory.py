@@ -77,6 +77,7 @@ class MemoryRoomStore:
                 subject=record.subject,
                 subject_nick=record.subject_nick,
                 created=record.created,
+                creator=record.creator,
                 affiliations=dict(self._affiliations.get(jid, {})),
                 history=tuple(messages[-history:]) if history > 0 else (),
             )
@@ -102,6 +103,7 @@ class MemoryRoomStore:
         public: bool,
         subject: str,
         subject_nick: str,
+        creator: str = "",
     ) -> None:
         existing = self._rooms.get(jid)
         self._rooms[jid] = RoomRecord(
@@ -113,6 +115,7 @@ class MemoryRoomStore:
             subject=subject,
             subject_nick=subject_nick,
             created=existing.created if existing is not None else self._clock(),
+            creator=existing.creator if existing is not None and existing.creator else creator,
         )
 
     def set_affiliation(self, room: str, user: str, affiliation: str) -> None:
@@ -197,7 +200,7 @@ class MemoryRoomStore:
         jids = sorted(jid for jid in self._rooms if after is None or jid > after)[:limit]
         return succeed(
             [
-                RoomSummary(jid, r.name, r.public, r.created)
+                RoomSummary(jid, r.name, r.public, r.created, r.creator)
                 for jid in jids
                 for r in (self._rooms[jid],)
             ]

@@ -74,8 +74,17 @@ def _rooms_affiliations_messages(db: Database) -> list[str]:
     ]
 
 
+def _room_creators(db: Database) -> list[str]:
+    # Who created each room, so the rooms one user may have created are bounded across
+    # restarts ([limits] max_rooms_per_user). Rooms saved before have no known creator ('')
+    # and count against nobody. No index: the service counts from its own index, read once
+    # per stream through list_rooms, never by a query on this column.
+    return ["ALTER TABLE rooms ADD COLUMN creator TEXT NOT NULL DEFAULT ''"]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "rooms, affiliations, messages", _rooms_affiliations_messages),
+    Migration(2, "rooms' creators", _room_creators),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -57,12 +57,14 @@ __all__ = [
 Position = tuple[float, int]  # (ts, id): a message's place in the archive
 
 SAVE_ROOM = """
-    INSERT INTO rooms (jid, name, is_public, config, subject, subject_nick, created, updated)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+    INSERT INTO rooms
+        (jid, name, is_public, config, subject, subject_nick, created, updated, creator)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (jid) DO UPDATE SET
         name = excluded.name, is_public = excluded.is_public, config = excluded.config,
         subject = excluded.subject, subject_nick = excluded.subject_nick,
-        updated = excluded.updated
+        updated = excluded.updated,
+        creator = CASE WHEN rooms.creator = '' THEN excluded.creator ELSE rooms.creator END
 """
 SET_AFFILIATION = """
     INSERT INTO affiliations (room, user_jid, affiliation) VALUES (?, ?, ?)
@@ -85,7 +87,8 @@ DELETE_ROOM = (
     "DELETE FROM messages WHERE room = ?",
 )
 LOAD_ROOM = """
-    SELECT name, is_public, config, subject, subject_nick, created FROM rooms WHERE jid = ?
+    SELECT name, is_public, config, subject, subject_nick, created, creator FROM rooms
+    WHERE jid = ?
 """
 LOAD_AFFILIATIONS = "SELECT user_jid, affiliation FROM affiliations WHERE room = ?"
 LOAD_HISTORY = """
@@ -138,7 +141,7 @@ def load_room(txn: Any, db: Database, jid: str, history: int) -> RoomRecord | No
     row = txn.fetchone()
     if row is None:
         return None
-    name, public, config, subject, subject_nick, created = row
+    name, public, config, subject, subject_nick, created, creator = row
     txn.execute(db.sql(LOAD_AFFILIATIONS), (jid,))
     affiliations = {user: affiliation for user, affiliation in txn.fetchall()}
     messages: list[HistoryRecord] = []
@@ -165,6 +168,7 @@ def load_room(txn: Any, db: Database, jid: str, history: int) -> RoomRecord | No
         subject=subject,
         subject_nick=subject_nick,
         created=_seconds(created),
+        creator=creator if isinstance(creator, str) else "",
         affiliations=affiliations,
         history=tuple(messages),
         unreadable=(("config", ""),) if settings is None else (),
@@ -211,10 +215,10 @@ def write_batch(txn: Any, db: Database, batch: Sequence[Write]) -> None:
             stanza_id, xml = write.args
             txn.execute(db.sql(RETRACT_MESSAGE), (xml, room, stanza_id))
         elif write.kind == "save":
-            encoded, name, public, subject, subject_nick, now = write.args
+            encoded, name, public, subject, subject_nick, now, creator = write.args
             txn.execute(
                 db.sql(SAVE_ROOM),
-                (room, name, public, encoded, subject, subject_nick, now, now),
+                (room, name, public, encoded, subject, subject_nick, now, now, creator),
             )
         elif write.kind == "affiliation":
             user, affiliation = write.args
@@ -342,7 +346,9 @@ def find_message(txn: Any, db: Database, room: str, stanza_id: str) -> HistoryRe
 
 # -- repairs (the admin API) ---------------------------------------------------------------------
 
-LIST_ROOMS = "SELECT jid, name, is_public, created FROM rooms WHERE jid > ? ORDER BY jid LIMIT ?"
+LIST_ROOMS = (
+    "SELECT jid, name, is_public, created, creator FROM rooms WHERE jid > ? ORDER BY jid LIMIT ?"
+)
 HAS_ROOM = "SELECT 1 FROM rooms WHERE jid = ?"
 DELETE_MESSAGES = "DELETE FROM messages WHERE room = ?"
 
@@ -351,8 +357,14 @@ def list_rooms(txn: Any, db: Database, after: str, limit: int) -> list[RoomSumma
     """A page of the ``rooms`` primary key: one index range, whatever the page's place."""
     txn.execute(db.sql(LIST_ROOMS), (after, limit))
     return [
-        RoomSummary(jid, name if isinstance(name, str) else "", bool(public), _seconds(created))
-        for jid, name, public, created in txn.fetchall()
+        RoomSummary(
+            jid,
+            name if isinstance(name, str) else "",
+            bool(public),
+            _seconds(created),
+            creator if isinstance(creator, str) else "",
+        )
+        for jid, name, public, created, creator in txn.fetchall()
     ]
 
 

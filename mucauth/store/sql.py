@@ -362,10 +362,12 @@ class SQLRoomStore:
         public: bool,
         subject: str,
         subject_nick: str,
+        creator: str = "",
     ) -> None:
         encoded = json.dumps(dict(config), separators=(",", ":"), sort_keys=True)
         now = self._reactor.seconds()
-        self._writes.add("save", jid, (encoded, name, bool(public), subject, subject_nick, now))
+        args = (encoded, name, bool(public), subject, subject_nick, now, creator)
+        self._writes.add("save", jid, args)
 
     def set_affiliation(self, room: str, user: str, affiliation: str) -> None:
         check_affiliation(affiliation)
