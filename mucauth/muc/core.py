@@ -19,6 +19,7 @@ from twisted.words.xish import domish
 
 from mucauth.log_setup import LevelLogger
 from mucauth.muc import errors, stanzas
+from mucauth.muc.directory import RoomIndex, RoomTable
 from mucauth.muc.incoming import Address
 from mucauth.muc.room import Occupant, Room
 from mucauth.settings import ErrorCondition, MUCSettings
@@ -53,7 +54,9 @@ class Core:
         self.settings = settings
         self.clock = clock
         self.send = send
-        self.rooms: dict[JID, Room] = {}
+        # Every room that exists, live or stored: the room list and the bounds on creating.
+        self.index = RoomIndex()
+        self.rooms: dict[JID, Room] = RoomTable(self.index)
         # The room store's side (persist.Keeper), when the service has a store.
         self.keeper: Keeper | None = None
         # One logger for the whole service (MUCService.log), whichever part speaks; events

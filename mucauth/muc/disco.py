@@ -11,8 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.python.failure import Failure
-from twisted.words.protocols.jabber.jid import JID
+from twisted.words.protocols.jabber.jid import JID, internJID
 from twisted.words.xish import domish
 from wokkel import data_form
 from wokkel.disco import (
@@ -30,12 +29,15 @@ from wokkel.ping import NS_PING
 from mucauth.muc import errors
 from mucauth.muc.archive import NS_MAM, NS_MAM_EXTENDED, NS_STANZA_ID, archives
 from mucauth.muc.core import Core
+from mucauth.muc.directory import listed_name
+from mucauth.muc.incoming import child_ns
 from mucauth.muc.requests import NS_MUC_REQUEST
 from mucauth.muc.retraction import NS_MODERATE, NS_MODERATE_0
 from mucauth.muc.room import Room
+from mucauth.muc.rsm import NS_RSM, PageRequest, page_request, result_set
 from mucauth.muc.stanzas import NS_OCCUPANT_ID
 
-__all__ = ["NS_STABLE_ID", "Disco", "is_disco", "public_rooms", "room_info", "service_info"]
+__all__ = ["NS_STABLE_ID", "Disco", "is_disco", "room_info", "service_info"]
 
 NS_STABLE_ID = "http://jabber.org/protocol/muc#stable_id"
 
@@ -90,14 +92,6 @@ def room_info(room: Room, archived: bool = False) -> list[InfoItem]:
     ]
 
 
-def public_rooms(rooms: list[Room]) -> list[DiscoItem]:
-    return [
-        DiscoItem(room.jid, name=room.config.name or room.jid.user)
-        for room in sorted(rooms, key=lambda r: r.jid.full())
-        if room.config.public
-    ]
-
-
 def is_disco(payload: domish.Element) -> bool:
     return payload.uri in (NS_DISCO_INFO, NS_DISCO_ITEMS) and payload.name == "query"
 
@@ -118,31 +112,53 @@ class Disco:
             raise errors.RoomNotFound("No such room")
         return room_info(room, archives(room, self._core))
 
-    def items(self, target: JID, node: str = "") -> list[DiscoItem] | Deferred[list[DiscoItem]]:
-        """The public rooms (a Deferred when some are only in the store), or a room's none."""
+    def items(self, target: JID, node: str = "") -> list[DiscoItem]:
+        """The first page of the public rooms, or a room's items (none)."""
         if node:
             raise errors.RoomNotFound("No such node")
-        rooms = self._core.rooms
         if target.user is None:
-            host = target.host
-            live = [r for j, r in rooms.items() if j.host == host]
-            keeper = self._core.keeper
-            if keeper is None:
-                return public_rooms(live)
-            d = keeper.public_rooms(host)
-            d.addErrback(self._store_unlisted)
-            return d.addCallback(lambda stored: _with_stored(stored, self._core.rooms, host))
-        if JID(tuple=(target.user, target.host, None)) not in rooms:
+            page_size = self._core.settings.limits.disco_page_size
+            return self.room_list(target.host, PageRequest(page_size))[0]
+        if JID(tuple=(target.user, target.host, None)) not in self._core.rooms:
             raise errors.RoomNotFound("No such room")
         return []  # occupants are not listed: that would defeat semi-anonymity
 
-    def _store_unlisted(self, failure: Failure) -> dict[JID, str]:
-        # The rooms in memory are still worth listing: a client browsing rooms gets those.
-        self._core.log.error(
-            "room store: cannot list the stored public rooms ({why}); listing live rooms only",
-            why=failure.getErrorMessage() or failure.type.__name__,
+    def room_list(self, host: str, request: PageRequest) -> tuple[list[DiscoItem], domish.Element]:
+        """One page of the service's public rooms (``directory.py``'s index: a binary search
+        and a slice, whatever the number of rooms) and its XEP-0059 ``<set/>``."""
+        limits = self._core.settings.limits
+        index, rooms = self._core.index, self._core.rooms
+        after, before = _node(request.after, host), _node(request.before, host)
+        for _ in range(_RETRIES):
+            page = index.page(host, request.limit, after=after, before=before, index=request.index)
+            # A live room's settings changed without the index told (every change the service
+            # makes tells it): corrected here, and the page taken again.
+            stale = [
+                room
+                for jid, name in page.items
+                if (room := rooms.get(internJID(jid))) is not None
+                and (not room.config.public or room.config.name != name)
+            ]
+            if not stale:
+                break
+            for room in stale:
+                index.changed(room)
+        entries = _within(
+            page.items, limits.max_stanza_size // 2, keep_last=request.before is not None
         )
-        return {}
+        first_index = page.first_index + (
+            len(page.items) - len(entries) if request.before is not None else 0
+        )
+        found = [
+            DiscoItem(
+                internJID(jid),
+                name=listed_name(name, jid.partition("@")[0], limits.max_title_length),
+            )
+            for jid, name in entries
+        ]
+        first = entries[0][0] if entries else None
+        last = entries[-1][0] if entries else None
+        return found, result_set(first, first_index, last, page.count)
 
     def answer(
         self, kind: str, payload: domish.Element, target: JID
@@ -156,10 +172,15 @@ class Disco:
             for item in self.info(target, node):
                 disco_info.append(item)
             return disco_info.toElement()
-        found = self.items(target, node)
-        if isinstance(found, Deferred):
-            return found.addCallback(_items_element)
-        return _items_element(found)
+        if target.user is None and not node:
+            request = page_request(
+                child_ns(payload, NS_RSM, "set"), self._core.settings.limits.disco_page_size
+            )
+            found, paging = self.room_list(target.host, request)
+            element = _items_element(found)
+            element.addChild(paging)
+            return element
+        return _items_element(self.items(target, node))
 
 
 def _items_element(found: list[DiscoItem]) -> domish.Element:
@@ -169,15 +190,36 @@ def _items_element(found: list[DiscoItem]) -> domish.Element:
     return disco_items.toElement()
 
 
-def _with_stored(stored: dict[JID, str], rooms: dict[JID, Room], host: str) -> list[DiscoItem]:
-    """Stored public rooms and live ones; a room in memory is listed as it is now (the store
-    may not have its latest settings yet)."""
-    names = dict(stored)
-    for jid, room in rooms.items():
-        if jid.host != host:
-            continue
-        if room.config.public:
-            names[jid] = room.config.name
-        else:
-            names.pop(jid, None)
-    return [DiscoItem(jid, name=names[jid] or jid.user) for jid in sorted(names, key=JID.full)]
+def _node(value: str | None, host: str) -> str | None:
+    """The node of a room JID a client pages from (``<after/>``, ``<before/>``): our own
+    ``<first/>`` or ``<last/>`` given back; "" (the end) stays."""
+    if not value:
+        return value
+    node, at, their_host = value.rpartition("@")
+    if not at or their_host != host or not node:
+        raise errors.RoomNotFound("No such room in this list")
+    return node
+
+
+# Pages taken again at most when live rooms turn out to have changed unseen.
+_RETRIES = 3
+
+# Bytes an item costs beside its JID and name: <item jid='' name=''/>.
+_ITEM_OVERHEAD = 24
+_ESCAPED = str.maketrans({c: "12345" for c in "&<>'\""})  # each may cost 5 more written
+
+
+def _within(items: list[tuple[str, str]], budget: int, *, keep_last: bool) -> list[tuple[str, str]]:
+    """As many of ``items`` as surely fit in ``budget`` bytes once written (escaping counted at
+    its worst), so a page stays far under the stanza limit whatever the page size is set to;
+    a page taken backwards keeps its last items."""
+    total = 0
+    kept = 0
+    for jid, name in reversed(items) if keep_last else items:
+        total += _ITEM_OVERHEAD + len((jid + name).translate(_ESCAPED).encode("utf-8"))
+        if total > budget:
+            break
+        kept += 1
+    if kept == len(items):
+        return items
+    return items[len(items) - kept :] if keep_last else items[:kept]

@@ -146,6 +146,18 @@ class TooLarge(MUCError):
     default_text = "The stanza is too large"
 
 
+class TooManyRooms(MUCError):
+    """The service holds ``[limits] max_rooms`` rooms already: no new one until some go."""
+
+    default_text = "This service has too many rooms, try again later"
+
+
+class TooManyRoomsForUser(MUCError):
+    """The user created ``[limits] max_rooms_per_user`` rooms that still exist."""
+
+    default_text = "You have created too many rooms; destroy one before creating another"
+
+
 class NoSuchMessage(MUCError):
     """An archive query or a moderation names a stanza id the room does not hold."""
 

@@ -153,6 +153,7 @@ class IQs:
                 if occupant.bare == bare:
                     self._presences.broadcast(room, occupant)
         self._moderation.config_changed(room, answer.was_members_only, answer.was_moderated)
+        core.index.changed(room)  # listed or not, and under which name
         codes = answer.status_codes(room)
         if codes:
             for _occupant, session in core.sessions(room):

@@ -53,7 +53,7 @@ from mucauth.muc.core import Context, Core
 from mucauth.muc.join import Held
 from mucauth.muc.room import Affiliation, HistoryEntry, Room, RoomConfig, Subject
 from mucauth.muc.xml import serialize
-from mucauth.store.base import HistoryRecord, IRoomStore, RoomRecord
+from mucauth.store.base import HistoryRecord, IRoomStore, RoomRecord, RoomSummary
 
 __all__ = [
     "MAX_WAITING",
@@ -74,6 +74,9 @@ MAX_WAITING = 500
 # Seconds between sweeps for stored rooms read back without anyone joining (a disco or archive
 # query): empty, they leave memory again, as a room does when its last occupant leaves.
 SWEEP_INTERVAL = 60.0
+# Stored rooms per read when the room index (``directory.py``) is filled as the stream comes up:
+# short reads, so the writes and room loads of the first moments are not held up behind one.
+INDEX_PAGE = 1000
 # UnreadableError rows remembered as reported (each is logged and counted once); past that the
 # memory starts afresh, and a row still read again is reported again.
 MAX_REPORTED = 10_000
@@ -335,6 +338,7 @@ class Keeper:
         # The JIDs of the stored rooms, once read; None: look for every room.
         self._known: set[str] | None = None
         self._loading: dict[JID, list[Held]] = {}
+        self._index_generation = 0  # which stream's read of the room index is current
         # Stored rows left out because they could not be read back (rooms and archive), and
         # messages not stored because they could not be written: the metrics read both.
         self.unreadable_rows = 0
@@ -357,6 +361,7 @@ class Keeper:
             self._sweeper.clock = self._core.clock
             self._sweeper.start(SWEEP_INTERVAL, now=False)
         self._known = None  # until the list is read, every room is looked for
+        self._read_index()
         d = self._store.room_jids()
 
         def known(jids: list[str]) -> None:
@@ -527,19 +532,40 @@ class Keeper:
         for held in waiting:
             core.refuse(held.stanza, held.context, errors.StoreUnavailable())
 
-    def public_rooms(self, host: str) -> Deferred[dict[JID, str]]:
-        """The stored public rooms of ``host``: room JID to name."""
-        d = self._store.public_rooms()
+    def _read_index(self) -> None:
+        """The stored rooms into the room index (room list, rooms per creator), page by page.
 
-        def by_jid(rows: list[tuple[str, str]]) -> dict[JID, str]:
-            found = {}
-            for jid, name in rows:
-                room_jid = JID(jid)
-                if room_jid.host == host:
-                    found[room_jid] = name
-            return found
+        Until it is read the index knows the live rooms only: the room list is short and
+        the creation bounds count fewer rooms for a moment. Saves and deletes made meanwhile
+        go to the index as always, and the pages read after them agree (reads follow writes).
+        """
+        index = self._core.index
+        index.forget_stored()
+        self._index_generation += 1
+        generation = self._index_generation
+        log = self._core.log
 
-        return d.addCallback(by_jid)
+        def read(after: str | None) -> None:
+            d = self._store.list_rooms(after, INDEX_PAGE)
+            d.addCallbacks(got, failed)
+
+        def got(rows: list[RoomSummary]) -> None:
+            if generation != self._index_generation:
+                return  # a newer stream reads afresh
+            index.load(rows)
+            if len(rows) == INDEX_PAGE:
+                read(rows[-1].jid)
+            else:
+                log.info("room index: {rooms} rooms known", rooms=len(index))
+
+        def failed(failure: Failure) -> None:
+            log.error(
+                "room store: cannot list the stored rooms for the room list ({why}); "
+                "listing and counting the rooms in memory only until the next stream",
+                why=failure.getErrorMessage() or failure.type.__name__,
+            )
+
+        read(None)
 
     # -- writing
 
@@ -556,14 +582,20 @@ class Keeper:
         if not room.config.persistent:
             return
         subject = room.subject
+        jid = room.jid.userhost()
+        creator = room.creator.userhost()
+        if creator == jid:
+            creator = ""  # a room read back from a row that did not know its creator
         self._store.save_room(
-            room.jid.userhost(),
+            jid,
             config_record(room),
             name=room.config.name,
             public=room.config.public,
             subject=subject.text if subject is not None else "",
             subject_nick=(subject.nick or "") if subject is not None else "",
+            creator=creator,
         )
+        self._core.index.stored(jid, creator, room.config.public, room.config.name)
 
     def affiliation(self, room: Room, bare: str, affiliation: Affiliation) -> None:
         if room.config.persistent:
@@ -625,6 +657,7 @@ class Keeper:
     def forget_jid(self, jid: str) -> None:
         """Out of the store, a room not in memory (the admin API destroys it unread)."""
         self._store.delete_room(jid)
+        self._core.index.forgotten(jid)
         if self._known is not None:
             self._known.discard(jid)
 

@@ -66,6 +66,8 @@ class Presences:
             raise errors.JoinPending()
         if room is not None:
             room.check_join(user, nick)  # no point asking the gate for a taken nick
+        else:
+            self._check_create(user)  # no point asking the gate for a room it cannot have
         self._gate.start(
             JoinRequest(user, room_jid, nick, presence.getAttribute("id")),
             presence,
@@ -82,6 +84,7 @@ class Presences:
         room = core.rooms.get(request.room)
         created = room is None
         if room is None:
+            self._check_create(user)  # again: other rooms may have been made meanwhile
             defaults = settings.rooms
             room = Room(
                 request.room,
@@ -157,6 +160,13 @@ class Presences:
                 )
             )
         send(stanzas.subject_message(room, user))
+
+    def _check_create(self, user: JID) -> None:
+        """Refuse a join that would create a room past ``[limits]`` max_rooms (wait: rooms
+        come and go) or max_rooms_per_user (cancel: until the user destroys one). Before the
+        room exists, so a refusal leaves nothing behind."""
+        limits = self._core.settings.limits
+        self._core.index.check_create(user.userhost(), limits.max_rooms_per_user, limits.max_rooms)
 
     # -- changing
 

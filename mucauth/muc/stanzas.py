@@ -74,6 +74,10 @@ CONDITIONS: dict[type[errors.MUCError], tuple[str, str]] = {
     errors.RelayTimeout: ("remote-server-timeout", "wait"),
     errors.RegistrationRequired: ("registration-required", "auth"),
     errors.NoSuchMessage: ("item-not-found", "cancel"),
+    # The service-wide bound passes as rooms go away: wait. The per-user one is a policy the
+    # user meets again until they destroy a room: cancel, so clients show the text at once.
+    errors.TooManyRooms: ("resource-constraint", "wait"),
+    errors.TooManyRoomsForUser: ("policy-violation", "cancel"),
     errors.TooLarge: ("policy-violation", "modify"),
 }
 
