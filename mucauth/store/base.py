@@ -203,7 +203,8 @@ class IRoomStore(Interface):
     ) -> None:
         """Insert or replace the room's settings and subject (not its affiliations or history).
 
-        ``creator`` is kept from the first save that gives one; later saves do not change it.
+        ``creator`` fills in a stored room's creator when it has none; one already stored is
+        never replaced (the saves coalesced before a write carry the last one given).
 
         Several saves of a room before the first reaches the database are written once.
         """

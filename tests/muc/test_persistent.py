@@ -481,14 +481,6 @@ class StoredDiscoTests(PersistentTestCase):
         items = DiscoItems.fromElement(reply.firstChildElement())
         self.assertEqual([(i.entity, i.name) for i in items], [(JID(ROOM), "Listed")])
 
-    def test_a_store_that_cannot_list_still_lists_live_rooms(self) -> None:
-        self.enter(ALICE, "alice")
-        self.patch(self.store, "public_rooms", _failed)
-        self.receive(iq(BOB, SERVICE, ITEMS))
-        reply = self.take_one()
-        items = DiscoItems.fromElement(reply.firstChildElement())
-        self.assertEqual([i.entity for i in items], [JID(ROOM)])
-
 
 def _failed() -> Deferred[list[tuple[str, str]]]:
     d: Deferred[list[tuple[str, str]]] = Deferred()

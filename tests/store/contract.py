@@ -257,6 +257,39 @@ class RoomStoreContract(_Base):
         yield self.store.flush()
         self.assertEqual((yield self.store.room_jids()), [])
 
+    @inlineCallbacks
+    def test_the_creator_is_kept_from_the_first_save_that_gives_one(
+        self,
+    ) -> Generator[Any, Any, None]:
+        save(self.store, ROOM, creator=ALICE)
+        yield self.store.flush()
+        save(self.store, ROOM, name="Renamed", creator="mallory@example.org")
+        save(self.store, OTHER)  # a room saved without a creator (as before schema 2)
+        yield self.store.flush()
+        save(self.store, OTHER, creator=ALICE)  # a later save fills it in
+        yield self.store.flush()
+        save(self.store, OTHER, creator="")  # and one without keeps it
+        yield self.store.flush()
+        record = yield self.store.load_room(ROOM, 0)
+        self.assertEqual((record.creator, record.name), (ALICE, "Renamed"))
+        self.assertEqual((yield self.store.load_room(OTHER, 0)).creator, ALICE)
+
+    @inlineCallbacks
+    def test_list_rooms_gives_the_creators_to_count(self) -> Generator[Any, Any, None]:
+        for n in range(7):
+            save(self.store, f"r{n}@rooms.example.org", creator=ALICE if n % 2 else "")
+        yield self.store.flush()
+        rows = []
+        after = None
+        while page := (yield self.store.list_rooms(after, 3)):
+            rows += page
+            after = page[-1].jid
+        self.assertEqual(sum(1 for row in rows if row.creator == ALICE), 3)
+        self.assertEqual(sum(1 for row in rows if row.creator == ""), 4)
+        self.store.delete_room("r1@rooms.example.org")
+        [first] = yield self.store.list_rooms("r0@rooms.example.org", 1)
+        self.assertEqual((first.jid, first.creator), ("r2@rooms.example.org", ""))
+
     # -- repairs (the admin API) -----------------------------------------------------------------
 
     @inlineCallbacks
