@@ -15,7 +15,7 @@ from twisted.words.protocols.jabber.jid import JID
 from mucauth.authorize.base import Decision, JoinRequest
 from mucauth.authorize.http import HTTPAuthorizer
 from mucauth.muc.service import MUCService
-from mucauth.settings import HTTPAuthSettings, MUCSettings
+from mucauth.settings import HTTPAuthSettings, LimitSettings, MUCSettings
 from tests.muc.support import (
     ALICE,
     ALICE2,
@@ -38,6 +38,8 @@ def room(n: int) -> str:
 
 class QueuedJoinTests(ServiceTestCase):
     service_options = {"max_in_flight": IN_FLIGHT}
+    # One user creates more rooms here than [limits] allows by default: the queue is tested.
+    settings = MUCSettings(limits=LimitSettings(max_rooms_per_user=1_000))
 
     def answer_all(self) -> int:
         """Allow every check as it comes, as a service would; returns the peak in flight."""
