@@ -325,18 +325,18 @@ class MUCService(XMPPHandler):
             for room in self._core.rooms.values():
                 room.clear()
             self._core.rooms.clear()
-            super().connectionLost(reason)
-            return
-        told = self._presences.shutdown_notices()
-        for each in pending:
-            self._gate.refuse_all(each, errors.ShuttingDown(LINK_LOST_TEXT))
-        self.log.warn(
-            "component link lost: {sessions} sessions in {rooms} rooms and {pending} pending"
-            " joins will hear it when the link is back (status 332: rejoin)",
-            sessions=told,
-            rooms=rooms,
-            pending=len(pending),
-        )
+        else:
+            told = self._presences.shutdown_notices()
+            for each in pending:
+                self._gate.refuse_all(each, errors.ShuttingDown(LINK_LOST_TEXT))
+            if told or pending:
+                self.log.warn(
+                    "component link lost: {sessions} sessions in {rooms} rooms and {pending}"
+                    " pending joins will hear it when the link is back (status 332: rejoin)",
+                    sessions=told,
+                    rooms=rooms,
+                    pending=len(pending),
+                )
         super().connectionLost(reason)
 
     def getDiscoInfo(

@@ -77,8 +77,10 @@ CONDITIONS: dict[type[errors.MUCError], tuple[str, str]] = {
     # The service-wide bound passes as rooms go away: wait. The per-user one is a policy the
     # user meets again until they destroy a room: cancel, so clients show the text at once.
     errors.TooManyRooms: ("resource-constraint", "wait"),
-    errors.TooManyRoomsForUser: ("policy-violation", "cancel"),
-    errors.TooLarge: ("policy-violation", "modify"),
+    # Not policy-violation (RFC 6120): clients built on RFC 3920's list, slixmpp and poezio
+    # among them, cannot read it, and an iq answered with it never completes there.
+    errors.TooManyRoomsForUser: ("not-allowed", "cancel"),  # "you may not create rooms"
+    errors.TooLarge: ("not-acceptable", "modify"),
 }
 
 INTERNAL = ErrorCondition("cancel", "internal-server-error")

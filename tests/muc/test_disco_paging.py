@@ -272,7 +272,7 @@ class CreationLimitTests(PersistentTestCase):
         [refusal] = self.take()
         self.assertEqual(len(self.auth.calls), asked, "the gate was asked")
         self.assertEqual((refusal["type"], refusal["id"]), ("error", "j3"))
-        self.assertEqual(error_of(refusal), ("cancel", "policy-violation"))
+        self.assertEqual(error_of(refusal), ("cancel", "not-allowed"))
         self.assertIn("too many rooms", error_text(refusal) or "")
         self.assertNotIn(JID(room(3)), self.service.rooms)
         self.assertEqual(self.successResultOf(self.store.room_jids()), [])
@@ -308,7 +308,7 @@ class CreationLimitTests(PersistentTestCase):
         self.take()
         self.auth.allow(2)
         [refusal] = [s for s in self.take() if s.getAttribute("id") == "j3"]
-        self.assertEqual(error_of(refusal), ("cancel", "policy-violation"))
+        self.assertEqual(error_of(refusal), ("cancel", "not-allowed"))
         self.assertEqual(sorted(j.full() for j in self.service.rooms), [room(1), room(2)])
 
     def test_persistent_rooms_count_across_a_restart(self) -> None:
@@ -326,7 +326,7 @@ class CreationLimitTests(PersistentTestCase):
         self.restart()
         self.join(ALICE, "alice", room(3), id="j3")
         [refusal] = self.take()
-        self.assertEqual(error_of(refusal), ("cancel", "policy-violation"))
+        self.assertEqual(error_of(refusal), ("cancel", "not-allowed"))
         # destroying one gives the place back
         self.enter(ALICE, "alice", room(1))
         self.receive(iq(ALICE, room(1), f"<query xmlns='{OWNER}'><destroy/></query>", type="set"))

@@ -1,5 +1,5 @@
 """[limits] on what a client sends: payload size as written, nesting depth, subject, room name
-and description. A refused stanza gets modify/policy-violation with a text; nothing of it
+and description. A refused stanza gets modify/not-acceptable with a text; nothing of it
 reaches anyone; a leave that is too large still leaves."""
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ class ServiceLimitTests(ServiceTestCase):
         self.receive(message(BOB, body="&lt;" * 6_000, id="big"))
         [reply] = self.take()
         self.assertEqual((reply["type"], reply["to"], reply["id"]), ("error", BOB, "big"))
-        self.assertEqual(error_of(reply), ("modify", "policy-violation"))
+        self.assertEqual(error_of(reply), ("modify", "not-acceptable"))
         self.assertIn("too large", error_text(reply) or "")
         self.assertEqual(reply.children[-1].name, "error")
         self.assertEqual(len(reply.toXml()), len(reply.toXml()[:2_000]))  # no echo
@@ -122,7 +122,7 @@ class ServiceLimitTests(ServiceTestCase):
     def test_deep_message_refused(self) -> None:
         self.receive(message(BOB, inner=nested(5_000)))
         [reply] = self.take()
-        self.assertEqual(error_of(reply), ("modify", "policy-violation"))
+        self.assertEqual(error_of(reply), ("modify", "not-acceptable"))
 
     def test_room_keeps_working(self) -> None:
         self.receive(message(BOB, body="&lt;" * 6_000))
@@ -135,16 +135,14 @@ class ServiceLimitTests(ServiceTestCase):
         self.receive(presence(BOB, ROOM + "/bob", muc=False, inner=status, id="p1"))
         [reply] = self.take()
         self.assertEqual((reply["type"], reply["to"], reply["id"]), ("error", BOB, "p1"))
-        self.assertEqual(error_of(reply), ("modify", "policy-violation"))
+        self.assertEqual(error_of(reply), ("modify", "not-acceptable"))
         self.assertIsNotNone(self.service.rooms[JID(ROOM)].occupant("bob"))
 
     def test_large_join_refused_with_muc_x(self) -> None:
-        self.receive(
-            presence("carol@example.org/pc", ROOM + "/carol", inner=nested(9), id="j9")
-        )
+        self.receive(presence("carol@example.org/pc", ROOM + "/carol", inner=nested(9), id="j9"))
         [reply] = self.take()
         self.assertEqual((reply["type"], reply["id"]), ("error", "j9"))
-        self.assertEqual(error_of(reply), ("modify", "policy-violation"))
+        self.assertEqual(error_of(reply), ("modify", "not-acceptable"))
         self.assertTrue(list(reply.elements("http://jabber.org/protocol/muc", "x")))
         self.assertEqual(self.auth.calls[2:], [])
 
@@ -169,7 +167,7 @@ class ServiceLimitTests(ServiceTestCase):
         limit = LIMITS.max_subject_length
         self.receive(message(ALICE, body=None, inner=f"<subject>{'s' * (limit + 1)}</subject>"))
         [reply] = self.take()
-        self.assertEqual(error_of(reply), ("modify", "policy-violation"))
+        self.assertEqual(error_of(reply), ("modify", "not-acceptable"))
         self.assertIn("subject is too long", error_text(reply) or "")
         self.assertIsNone(self.service.rooms[JID(ROOM)].subject)
         self.receive(message(ALICE, body=None, inner=f"<subject>{'s' * limit}</subject>"))
@@ -183,7 +181,7 @@ class ServiceLimitTests(ServiceTestCase):
         ):
             self.receive(iq(ALICE, ROOM, config_submit(**{field: "n" * (limit + 1)}), type="set"))
             reply = self.take_one()
-            self.assertEqual(error_of(reply), ("modify", "policy-violation"), field)
+            self.assertEqual(error_of(reply), ("modify", "not-acceptable"), field)
         self.assertEqual((room.config.name, room.config.description), ("", ""))
         self.receive(
             iq(
