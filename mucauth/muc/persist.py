@@ -50,6 +50,7 @@ from twisted.words.xish import domish
 
 from mucauth.muc import errors
 from mucauth.muc.core import Context, Core
+from mucauth.muc.inbound import ElementStream
 from mucauth.muc.join import Held
 from mucauth.muc.room import Affiliation, HistoryEntry, Room, RoomConfig, Subject
 from mucauth.muc.xml import serialize
@@ -169,11 +170,11 @@ def message_xml(stanza_id: str | None, children: list[domish.Element]) -> str:
 
 
 def parse_message(xml: str) -> Stored:
-    """:func:`message_xml` read back, with domish's own stream parser."""
+    """:func:`message_xml` read back, with the parser the stream uses (``inbound.py``)."""
     root: list[domish.Element] = []
     children: list[domish.Element] = []
     ended: list[bool] = []
-    stream = domish.elementStream()
+    stream = ElementStream()  # the stream's own parser: any namespace name a client sent
     stream.DocumentStartEvent = root.append
     stream.ElementEvent = children.append
     stream.DocumentEndEvent = lambda: ended.append(True)

@@ -42,6 +42,7 @@ from mucauth.muc.disco import Disco
 from mucauth.muc.incoming import oversized_domain, oversized_part, parse_address, parse_sender
 from mucauth.muc.iq import IQs
 from mucauth.muc.join import DENY_TEXT, FAILURE_TEXT, Held, JoinGate, Key, Pending
+from mucauth.muc.inbound import read_with_our_parser
 from mucauth.muc.limits import check_payload, strip_payload
 from mucauth.muc.liveness import Liveness
 from mucauth.muc.messages import Messages
@@ -285,11 +286,13 @@ class MUCService(XMPPHandler):
     # -- Wokkel hooks
 
     def connectionMade(self) -> None:
-        """Every element written to the stream passes the way out (``outbound.py``), installed
-        here because the stream manager writes what waited for the link before it calls
+        """Every element written to the stream passes the way out (``outbound.py``), and what
+        arrives is read by a parser no namespace name can fail (``inbound.py``). Installed here
+        because the stream manager writes what waited for the link before it calls
         ``connectionInitialized``. A test's stub stream, which only collects elements, is left
         alone."""
         if isinstance(self.xmlstream, XmlStream):
+            read_with_our_parser(self.xmlstream)
             guard(
                 self.xmlstream,
                 lambda: self._core.settings.limits.max_stanza_size,

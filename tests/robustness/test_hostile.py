@@ -32,7 +32,7 @@ RULES: dict[str, Any] = {
     ]
 }
 # Namespaces a client may write, escaped, that the server hands on as ' < & and ".
-ODD = ("urn:a&apos;b", "urn:a&lt;b", "urn:a&amp;b&quot;c")
+ODD = ("urn:a&apos;b", "urn:a&lt;b", "urn:a&amp;b&quot;c", "urn:a b")
 
 
 class HostileInputTests(ClassFixture):
@@ -107,7 +107,7 @@ class HostileInputTests(ClassFixture):
         )
         received = self.bob.wait_message(self.room)
         self.assertEqual(received.body, "odd")
-        for namespace in ("urn:a'b", "urn:a<b", 'urn:a&b"c'):  # as the client parsed them
+        for namespace in ("urn:a'b", "urn:a<b", 'urn:a&b"c', "urn:a b"):  # as parsed
             self.assertIn(namespace, received.xml)
         self.alice.raw(
             f"<presence to='{self.room}/alice'><status>away</status>{children}</presence>"
