@@ -13,6 +13,7 @@ Plain synchronous methods on one stack per class, like tests/test_e2e.py.
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.request
 from typing import Any
@@ -152,6 +153,35 @@ class HostileInputTests(ClassFixture):
         reply = self.alice.iq(config_iq(self.room, roomname="'" * 2_000))
         self.assertIn("not-acceptable", reply)
         self.assertTrue(is_result(self.alice.iq(config_iq(self.room, roomname="Fine"))))
+        self.assert_link_kept()
+
+    # -- 4. the room list
+
+    def test_the_room_list_is_paged(self) -> None:
+        for n in range(3):
+            result = self.bob.join(self.stack.room(f"listed{n}"), "bob")
+            self.assertTrue(result.ok, result.describe())
+        service = self.stack.component_domain
+        query = "<query xmlns='http://jabber.org/protocol/disco#items'>{}</query>"
+        rsm = "<set xmlns='http://jabber.org/protocol/rsm'>{}</set>"
+        first = self.alice.iq(
+            f"<iq type='get' to='{service}'>{query.format(rsm.format('<max>2</max>'))}</iq>"
+        )
+        items = re.findall(r"<item [^>]*jid=\"([^\"]+)\"", first)
+        self.assertEqual(len(items), 2, first)
+        count = int(re.search(r"<count>(\d+)</count>", first).group(1))  # type: ignore[union-attr]
+        self.assertGreaterEqual(count, 4, first)
+        last = re.search(r"<last>([^<]+)</last>", first).group(1)  # type: ignore[union-attr]
+        second = self.alice.iq(
+            f"<iq type='get' to='{service}'>"
+            f"{query.format(rsm.format(f'<max>2</max><after>{last}</after>'))}</iq>"
+        )
+        more = re.findall(r"<item [^>]*jid=\"([^\"]+)\"", second)
+        self.assertTrue(more, second)
+        self.assertFalse(set(items) & set(more))
+        self.assertEqual(sorted(items + more), items + more)  # in order, across pages
+        plain = self.alice.iq(f"<iq type='get' to='{service}'>{query.format('')}</iq>")
+        self.assertIn("<count>", plain)  # unpaged clients get the first page and are told
         self.assert_link_kept()
 
     # -- 5. reasons from JSON
