@@ -13,6 +13,8 @@ and description have lengths of their own (``messages.py``, ``owner.py``).
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.words.xish import domish
 
 from mucauth.muc import errors
@@ -47,18 +49,25 @@ def check_payload(stanza: domish.Element, limits: LimitSettings) -> None:
     for key, value in stanza.attributes.items():
         if key not in _ADDRESSES:
             bound += _ATTRIBUTE_OVERHEAD + _WORST_GROWTH * (len(value) + _key_length(key))
-    stack = [(child, 1) for child in stanza.children]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, str):
-            bound += _WORST_GROWTH * len(node)
-            continue
+    level = stanza.children
+    depth = 0
+    while level:  # one level of the tree at a time: no recursion, no per-node tuples
+        depth += 1
         if depth > max_depth:
             raise errors.TooLarge(f"The stanza is nested more than {max_depth} levels deep")
-        bound += _ELEMENT_OVERHEAD + 2 * len(node.name) + _WORST_GROWTH * len(node.uri or "")
-        for key, value in node.attributes.items():
-            bound += _ATTRIBUTE_OVERHEAD + _WORST_GROWTH * (len(value) + _key_length(key))
-        stack.extend((child, depth + 1) for child in node.children)
+        below: list[Any] = []
+        for node in level:
+            if isinstance(node, str):
+                bound += _WORST_GROWTH * len(node)
+                continue
+            bound += _ELEMENT_OVERHEAD + 2 * len(node.name) + _WORST_GROWTH * len(node.uri or "")
+            attributes = node.attributes
+            if attributes:
+                for key, value in attributes.items():
+                    bound += _ATTRIBUTE_OVERHEAD + _WORST_GROWTH * (len(value) + _key_length(key))
+            if node.children:
+                below.extend(node.children)
+        level = below
     if bound <= budget:
         return
     size = _written_size(stanza)
