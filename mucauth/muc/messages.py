@@ -84,7 +84,7 @@ class Messages:
         if subject is not None and body is None:
             text = str(subject)
             check_text_length("subject", text, core.settings.limits.max_subject_length)
-            room.set_subject(context.sender, text)
+            room.set_subject(context.sender, text, core.now())
             if core.keeper is not None:
                 core.keeper.save(room)
         sizes: list[int] = []

@@ -244,6 +244,19 @@ def _created(record: RoomRecord, on_unreadable: OnUnreadable) -> datetime:
         return datetime.fromtimestamp(0, UTC)
 
 
+def _subject_time(record: RoomRecord, on_unreadable: OnUnreadable) -> datetime | None:
+    """When the stored subject was set; None when the row does not say (saved before the time
+    was kept): the subject is then sent without a stamp, as it always was, rather than with the
+    room's creation time, which would show a date the subject may well not have."""
+    if record.subject_time is None:
+        return None
+    try:
+        return datetime.fromtimestamp(record.subject_time, UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        on_unreadable("room", "subject_time", "not a time")
+        return None
+
+
 def _salt(record: RoomRecord, on_unreadable: OnUnreadable) -> bytes | None:
     """The stored occupant-id salt; a bad one is replaced (the ids change, the room loads)."""
     salt_text = record.config.get(_SALT)
@@ -286,7 +299,9 @@ def restore_room(record: RoomRecord, on_unreadable: OnUnreadable = _ignore) -> R
     if record.subject:
         if isinstance(record.subject, str) and _FORBIDDEN.isdisjoint(record.subject):
             nick = record.subject_nick if isinstance(record.subject_nick, str) else None
-            room.subject = Subject(record.subject, nick or None)
+            room.subject = Subject(
+                record.subject, nick or None, _subject_time(record, on_unreadable)
+            )
         else:
             on_unreadable("room", "subject", "not text XML allows")
     keep = config.history_length
@@ -595,6 +610,11 @@ class Keeper:
             subject=subject.text if subject is not None else "",
             subject_nick=(subject.nick or "") if subject is not None else "",
             creator=creator,
+            subject_time=(
+                subject.stamp.timestamp()
+                if subject is not None and subject.stamp is not None
+                else None
+            ),
         )
         self._core.index.stored(jid, creator, room.config.public, room.config.name)
 

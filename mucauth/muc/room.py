@@ -138,6 +138,9 @@ class Occupant:
 class Subject:
     text: str
     nick: str | None = None  # who set it; None: the room itself
+    # When it was set, sent with it at every join (XEP-0203 delay) so clients show the real
+    # date, not the join's; None for a subject stored before its time was kept.
+    stamp: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -389,12 +392,13 @@ class Room:
         self._occupants[new_nick] = occupant
         return old_nick, occupant
 
-    def set_subject(self, user: JID, text: str) -> Subject:
+    def set_subject(self, user: JID, text: str, when: datetime | None = None) -> Subject:
+        """``when``: the moment it was set, kept with it (the service passes its clock's)."""
         occupant = self.require_occupant(user)
         if not (occupant.is_moderator or self.config.occupants_may_change_subject):
             raise Forbidden("Only moderators may change the subject of this room")
-        self.subject = Subject(text, occupant.nick) if text else None
-        return self.subject or Subject("", occupant.nick)
+        self.subject = Subject(text, occupant.nick, when) if text else None
+        return self.subject or Subject("", occupant.nick, when)
 
     def require_owner(self, user: JID) -> None:
         if self.affiliation(user) != "owner":

@@ -357,7 +357,11 @@ def destroyed_presence(
 
 
 def subject_message(room: Room, to: JID) -> domish.Element:
-    """The subject, always sent last on join: clients take it as "the join is complete"."""
+    """The subject, always sent last on join: clients take it as "the join is complete".
+
+    A subject with a known time carries it (XEP-0203 ``<delay from=room/>``): without it
+    clients show the subject as set at the moment of the join. The empty ``<subject/>`` of a
+    room without one carries none: nothing was set."""
     message = Stanza((None, "message"))
     subject = room.subject
     if subject is not None and subject.nick:
@@ -369,6 +373,8 @@ def subject_message(room: Room, to: JID) -> domish.Element:
     element = message.addElement("subject")
     if subject is not None:
         element.addContent(subject.text)
+        if subject.stamp is not None:
+            message.addChild(Delay(subject.stamp, room.jid).toElement())
     return message
 
 

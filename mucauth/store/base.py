@@ -134,6 +134,9 @@ class RoomRecord:
     public: bool = True
     subject: str = ""
     subject_nick: str = ""
+    # When the subject was set (seconds since the epoch); None when not known (a subject
+    # saved before it was kept) or no subject.
+    subject_time: float | None = None
     created: float = 0.0
     # Who created the room (a bare JID), kept from the first save that gave one; "" for rooms
     # saved before it was kept. The service bounds the rooms one user may have created.
@@ -200,8 +203,12 @@ class IRoomStore(Interface):
         subject: str,
         subject_nick: str,
         creator: str = "",
+        subject_time: float | None = None,
     ) -> None:
         """Insert or replace the room's settings and subject (not its affiliations or history).
+
+        ``subject_time`` is when the subject was set (seconds since the epoch), None when not
+        known; it is replaced with the subject.
 
         ``creator`` fills in a stored room's creator when it has none; one already stored is
         never replaced (the saves coalesced before a write carry the last one given).

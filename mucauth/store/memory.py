@@ -76,6 +76,7 @@ class MemoryRoomStore:
                 public=record.public,
                 subject=record.subject,
                 subject_nick=record.subject_nick,
+                subject_time=record.subject_time,
                 created=record.created,
                 creator=record.creator,
                 affiliations=dict(self._affiliations.get(jid, {})),
@@ -104,6 +105,7 @@ class MemoryRoomStore:
         subject: str,
         subject_nick: str,
         creator: str = "",
+        subject_time: float | None = None,
     ) -> None:
         existing = self._rooms.get(jid)
         self._rooms[jid] = RoomRecord(
@@ -114,6 +116,7 @@ class MemoryRoomStore:
             public=public,
             subject=subject,
             subject_nick=subject_nick,
+            subject_time=None if subject_time is None else float(subject_time),
             created=existing.created if existing is not None else self._clock(),
             creator=existing.creator if existing is not None and existing.creator else creator,
         )

@@ -82,9 +82,17 @@ def _room_creators(db: Database) -> list[str]:
     return ["ALTER TABLE rooms ADD COLUMN creator TEXT NOT NULL DEFAULT ''"]
 
 
+def _subject_times(db: Database) -> list[str]:
+    # When the subject was set (seconds since the epoch), sent with it at every join as a
+    # delay stamp. NULL: a subject stored before its time was kept, or none set; such a
+    # subject goes out without a stamp until it is next changed.
+    return ["ALTER TABLE rooms ADD COLUMN subject_time DOUBLE PRECISION"]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "rooms, affiliations, messages", _rooms_affiliations_messages),
     Migration(2, "rooms' creators", _room_creators),
+    Migration(3, "subjects' times", _subject_times),
 )
 LATEST = MIGRATIONS[-1].version
 

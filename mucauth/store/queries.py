@@ -57,13 +57,14 @@ __all__ = [
 Position = tuple[float, int]  # (ts, id): a message's place in the archive
 
 SAVE_ROOM = """
-    INSERT INTO rooms
-        (jid, name, is_public, config, subject, subject_nick, created, updated, creator)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+    INSERT INTO rooms (
+        jid, name, is_public, config, subject, subject_nick, created, updated, creator,
+        subject_time)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (jid) DO UPDATE SET
         name = excluded.name, is_public = excluded.is_public, config = excluded.config,
         subject = excluded.subject, subject_nick = excluded.subject_nick,
-        updated = excluded.updated,
+        subject_time = excluded.subject_time, updated = excluded.updated,
         creator = CASE WHEN rooms.creator = '' THEN excluded.creator ELSE rooms.creator END
 """
 SET_AFFILIATION = """
@@ -87,8 +88,8 @@ DELETE_ROOM = (
     "DELETE FROM messages WHERE room = ?",
 )
 LOAD_ROOM = """
-    SELECT name, is_public, config, subject, subject_nick, created, creator FROM rooms
-    WHERE jid = ?
+    SELECT name, is_public, config, subject, subject_nick, created, creator, subject_time
+    FROM rooms WHERE jid = ?
 """
 LOAD_AFFILIATIONS = "SELECT user_jid, affiliation FROM affiliations WHERE room = ?"
 LOAD_HISTORY = """
@@ -141,7 +142,7 @@ def load_room(txn: Any, db: Database, jid: str, history: int) -> RoomRecord | No
     row = txn.fetchone()
     if row is None:
         return None
-    name, public, config, subject, subject_nick, created, creator = row
+    name, public, config, subject, subject_nick, created, creator, subject_time = row
     txn.execute(db.sql(LOAD_AFFILIATIONS), (jid,))
     affiliations = {user: affiliation for user, affiliation in txn.fetchall()}
     messages: list[HistoryRecord] = []
@@ -167,6 +168,7 @@ def load_room(txn: Any, db: Database, jid: str, history: int) -> RoomRecord | No
         public=bool(public),
         subject=subject,
         subject_nick=subject_nick,
+        subject_time=None if subject_time is None else _seconds(subject_time),
         created=_seconds(created),
         creator=creator if isinstance(creator, str) else "",
         affiliations=affiliations,
@@ -215,10 +217,10 @@ def write_batch(txn: Any, db: Database, batch: Sequence[Write]) -> None:
             stanza_id, xml = write.args
             txn.execute(db.sql(RETRACT_MESSAGE), (xml, room, stanza_id))
         elif write.kind == "save":
-            encoded, name, public, subject, subject_nick, now, creator = write.args
+            encoded, name, public, subject, subject_nick, now, creator, stamp = write.args
             txn.execute(
                 db.sql(SAVE_ROOM),
-                (room, name, public, encoded, subject, subject_nick, now, now, creator),
+                (room, name, public, encoded, subject, subject_nick, now, now, creator, stamp),
             )
         elif write.kind == "affiliation":
             user, affiliation = write.args

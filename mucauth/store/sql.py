@@ -363,10 +363,12 @@ class SQLRoomStore:
         subject: str,
         subject_nick: str,
         creator: str = "",
+        subject_time: float | None = None,
     ) -> None:
         encoded = json.dumps(dict(config), separators=(",", ":"), sort_keys=True)
         now = self._reactor.seconds()
-        args = (encoded, name, bool(public), subject, subject_nick, now, creator)
+        stamp = None if subject_time is None else float(subject_time)
+        args = (encoded, name, bool(public), subject, subject_nick, now, creator, stamp)
         self._writes.add("save", jid, args)
 
     def set_affiliation(self, room: str, user: str, affiliation: str) -> None:

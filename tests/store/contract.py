@@ -139,6 +139,15 @@ class RoomStoreContract(_Base):
         self.assertEqual((record.subject, record.subject_nick), ("new subject", "bob"))
 
     @inlineCallbacks
+    def test_the_subject_time_goes_and_comes_with_the_subject(self) -> Generator[Any, Any, None]:
+        save(self.store)
+        self.assertIsNone((yield self.load()).subject_time)  # none given: not known
+        save(self.store, subject="Week 3", subject_time=1_714_564_800.25)
+        self.assertEqual((yield self.load()).subject_time, 1_714_564_800.25)
+        save(self.store, subject="", subject_nick="", subject_time=None)
+        self.assertIsNone((yield self.load()).subject_time)
+
+    @inlineCallbacks
     def test_affiliation_change_and_removal(self) -> Generator[Any, Any, None]:
         save(self.store)
         self.store.set_affiliation(ROOM, ALICE, "member")

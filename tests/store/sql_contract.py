@@ -134,6 +134,17 @@ class SQLStoreContract(_Base):
         self.assertFalse([e for e in events if "migrated" in formatEvent(e)])
 
     @inlineCallbacks
+    def test_a_subject_saved_before_its_time_was_kept_has_none(
+        self,
+    ) -> Generator[Any, Any, None]:
+        save(self.store, subject_time=1_714_564_800.0)
+        yield self.store.flush()
+        # What schema step 3 leaves in the rows it finds: no time.
+        self.raw_execute("UPDATE rooms SET subject_time = NULL")
+        record = yield self.store.load_room(ROOM, 0)
+        self.assertEqual((record.subject, record.subject_time), ("Today: limits", None))
+
+    @inlineCallbacks
     def test_a_newer_schema_is_refused(self) -> Generator[Any, Any, None]:
         self.raw_execute(
             "INSERT INTO schema_version (version, summary, applied) VALUES (99, 'future', 0)"
