@@ -40,8 +40,12 @@ class ElementStream(domish.ExpatElementStream):  # type: ignore[misc]
         """domish's element building, for names split at our separator: written out rather
         than handing domish a rewritten name, which cost a second call per element."""
         uri, _, local = name.rpartition(_SEPARATOR)
-        if attrs:
-            for key in [key for key in attrs if _SEPARATOR in key]:
+        qualified = None
+        for key in attrs:
+            if _SEPARATOR in key:
+                qualified = [*(qualified or ()), key]
+        if qualified:
+            for key in qualified:
                 attr_uri, _, attr_name = key.rpartition(_SEPARATOR)
                 attrs[(attr_uri, attr_name)] = attrs.pop(key)
         element = domish.Element((uri, local), self.defaultNsStack[-1], attrs, self.localPrefixes)
