@@ -36,6 +36,7 @@ from mucauth.muc.jids import occupant_address
 from mucauth.muc.join import JoinGate, Pending
 from mucauth.muc.persist import UnreadableError, readable_message
 from mucauth.muc.room import Room
+from mucauth.muc.rsm import NS_RSM, page_request
 from mucauth.muc.stanzas import NS_OCCUPANT_ID
 from mucauth.muc.xml import Stanza
 from mucauth.store.base import (
@@ -60,7 +61,6 @@ __all__ = [
 
 NS_MAM = "urn:xmpp:mam:2"
 NS_MAM_EXTENDED = "urn:xmpp:mam:2#extended"  # before-id, after-id, ids, metadata
-NS_RSM = "http://jabber.org/protocol/rsm"
 NS_FORWARD = "urn:xmpp:forward:0"
 NS_DELAY = "urn:xmpp:delay"
 NS_STANZA_ID = "urn:xmpp:sid:0"
@@ -177,39 +177,15 @@ def _with(text: str, room: Room, sees_real_jids: bool) -> tuple[str | None, str 
 
 
 def _rsm(element: domish.Element | None, max_page: int) -> tuple[int, str | None, str | None, bool]:
-    """XEP-0059 paging: (limit, after, before, last page). ``<before/>`` empty is the last page;
-    ``<index/>`` (jumping to a position) is not offered."""
-    if element is None:
-        return max_page, None, None, False
-    limit = max_page
-    after = before = None
-    last = False
-    for each in element.elements():
-        if each.uri != NS_RSM:
-            continue
-        text = str(each).strip()
-        if each.name == "max":
-            try:
-                limit = int(text)
-            except ValueError:
-                raise errors.BadRequest("max is not a number") from None
-            if limit < 0:
-                raise errors.BadRequest("max is negative")
-            limit = min(limit, max_page)
-        elif each.name == "after":
-            if not text:
-                raise errors.BadRequest("after needs an id")
-            after = text
-        elif each.name == "before":
-            if text:
-                before = text
-            else:
-                last = True
-        elif each.name == "index":
-            raise errors.NotSupported("Paging by index is not supported: use after or before")
-    if after is not None and (before is not None or last):
+    """XEP-0059 paging as the archive takes it (rsm.py reads the ``<set/>``): (limit, after,
+    before, last page). ``<before/>`` empty is the last page; ``<index/>`` (jumping to a
+    position) is not offered."""
+    page = page_request(element, max_page)
+    if page.index is not None:
+        raise errors.NotSupported("Paging by index is not supported: use after or before")
+    if page.after is not None and page.before is not None:
         raise errors.BadRequest("Page with after or with before, not both")
-    return limit, after, before, last
+    return page.limit, page.after, page.before or None, page.before == ""
 
 
 def query_form() -> domish.Element:
