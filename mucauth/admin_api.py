@@ -7,6 +7,7 @@
     DELETE /v1/rooms/<room>   {"reason"?}                   -> {"live": bool, "stored": bool}
     GET  /v1/rooms/<room>/messages?limit=&after=            -> {"messages": [...], "next"}
     DELETE /v1/rooms/<room>/messages  {"ids": [...]} or {"all": true}  -> {"deleted": N}
+    GET  /v1/service                                        -> {"state": "up"|"down", ...}
 
 The room list merges the live rooms and the stored ones, a page at a time in JID order
 (``next`` is the cursor for ``after``, null on the last page), so 10,000 rooms cost no more
@@ -141,6 +142,10 @@ class _Api(Resource):
             if method == "DELETE":
                 return self._delete_messages(parts[2], self._body(request, {"ids", "all"}))
             raise _ApiError(405, "use GET or DELETE")
+        if endpoint == "service" and len(parts) == 2:
+            if method != "GET":
+                raise _ApiError(405, "use GET")
+            return self._service()
         if endpoint in ("revoke", "recheck") and len(parts) == 2:
             if method != "POST":
                 raise _ApiError(405, "use POST")
@@ -328,6 +333,18 @@ class _Api(Resource):
                 raise _ApiError(400, f"at most {MAX_IDS} ids at once")
         d = self._muc.delete_archived(jid, None if every else ids)
         return d.addCallback(lambda deleted: {"deleted": deleted})
+
+    def _service(self) -> dict[str, Any]:
+        """The authorization service as the gate sees it: up, or considered down (and since
+        when), and the checks waiting. An embedder's own authorizer has no breaker: "up"."""
+        muc = self._muc
+        breaker = getattr(muc.authorizer, "breaker", None)
+        answer: dict[str, Any] = {"state": "up"}
+        if breaker is not None:
+            answer = breaker.describe()
+        answer["checks_pending"] = muc.pending_checks
+        answer["checks_queued"] = muc.queued_checks
+        return answer
 
     def _room(self, name: str) -> dict[str, Any]:
         jid = self._room_jid(name)

@@ -90,6 +90,8 @@ SECTIONS: Mapping[str, frozenset[str]] = {
             "pool_size",
             "cache_ttl",
             "recheck_interval",
+            "down_after_failures",
+            "probe_interval",
         }
     ),
     "muc": frozenset(
@@ -367,6 +369,10 @@ class _Reader:
             recheck_interval=s.get(
                 "recheck_interval", _non_negative_number, defaults["recheck_interval"]
             ),
+            down_after_failures=s.get(
+                "down_after_failures", _integer_at_least(0), defaults["down_after_failures"]
+            ),
+            probe_interval=s.get("probe_interval", _positive_number, defaults["probe_interval"]),
         )
 
     def _refusal(self, s: _Section) -> RefusalSettings:

@@ -261,6 +261,19 @@ class Metrics:
             "Connections to the authorization service open now, busy or idle.",
             gate.http.open_connections if gate is not None else 0,
         )
+        breaker = gate.breaker if gate is not None else None
+        service = breaker.state() if breaker is not None else None
+        yield _gauge(
+            "mucauth_authorization_service_up",
+            "0 while the authorization service is considered down (consecutive failures to"
+            " reach it: joins are refused at once, one probe at a time), else 1.",
+            0 if service is not None and service.state == "down" else 1,
+        )
+        yield CounterMetricFamily(
+            "mucauth_authorization_service_outages",
+            "Times the authorization service was considered down since start-up.",
+            value=service.outages if service is not None else 0,
+        )
         store = self._store
         yield _gauge(
             "mucauth_rooms_loading",

@@ -78,6 +78,11 @@ class HTTPAuthSettings:
     authorize_registration: bool = False
     pool_size: int = 10  # persistent connections per host
     cache_ttl: float = 0.0  # seconds; 0 = no decision cache
+    # Consecutive failures to reach the service (timeouts, refused or reset connections, 5xx)
+    # after which it is considered down: joins are refused at once, one probe at a time is
+    # let through every probe_interval seconds until one is answered. 0: never.
+    down_after_failures: int = 5
+    probe_interval: float = 1.0
     recheck_interval: float = 0.0  # seconds between re-checks of every occupant; 0 = never
 
 

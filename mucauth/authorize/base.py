@@ -19,6 +19,7 @@ Outcome = Literal["allow", "deny", "error"]
 # (a pending bound reached), "queue_timeout" giving up on one that waited too long for its turn.
 # "cancelled" is the answer a check fires with when its caller gave up (the user left): a
 # cancelled check never errbacks, and nobody acts on its answer or counts it as the service's.
+# "service_down" is the answer given at once while the service is considered down (breaker.py).
 ErrorKind = Literal[
     "cancelled",
     "timeout",
@@ -31,12 +32,14 @@ ErrorKind = Literal[
     "too_large",
     "overload",
     "queue_timeout",
+    "service_down",
     "internal",
 ]
 
-# Which layer answered, for metrics and logs: the HTTP service, the decision cache, or the
-# scope (an ungated room). None: an authorizer that does not say (an embedder's own).
-Source = Literal["http", "cache", "scope", "service"]
+# Which layer answered, for metrics and logs: the HTTP service, the decision cache, the scope
+# (an ungated room), the MUC service's queue, or the breaker (the HTTP service is considered
+# down). None: an authorizer that does not say (an embedder's own).
+Source = Literal["http", "cache", "scope", "service", "breaker"]
 
 
 @dataclass(frozen=True)
