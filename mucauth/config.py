@@ -446,7 +446,13 @@ class _Reader:
                 muc.fail(old, f"same setting as [rooms] {name}: set only one of them")
             values[name] = muc.get(old, _converter_for(fields[name]), _default_of(fields[name]))
         for name, f in fields.items():
-            convert = _choice(ALLOW_PM) if name == "allow_pm" else _converter_for(f)
+            convert: Callable[[str], Any]
+            if name == "allow_pm":
+                convert = _choice(ALLOW_PM)
+            elif name == "tombstone_lifetime":
+                convert = _duration  # 30d, 12h, like the other durations
+            else:
+                convert = _converter_for(f)
             values.setdefault(name, s.get(name, convert, _default_of(f)))
         rooms = RoomDefaults(**values)
         if rooms.history_length > rooms.max_history_length:

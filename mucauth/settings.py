@@ -105,7 +105,8 @@ ALLOW_PM = ("anyone", "participants", "moderators", "none")
 @dataclass(frozen=True)
 class RoomDefaults:
     """What a new room starts with ([rooms] in tap.conf); its owner may change each of them
-    in the room's configuration form (muc#roomconfig), except ``max_history_length``."""
+    in the room's configuration form (muc#roomconfig), except ``max_history_length`` and
+    ``tombstone_lifetime``."""
 
     persistent: bool = False  # kept in the store when empty and across restarts
     public: bool = True  # listed in disco#items
@@ -119,6 +120,9 @@ class RoomDefaults:
     members_only: bool = False  # only members, admins and owners may enter
     moderated: bool = False  # occupants without an affiliation join without voice
     allow_invites: bool = True  # occupants, not only moderators, may invite others
+    # Seconds a destroyed persistent room's address answers joins `gone` (with the alternate
+    # venue its owner gave) before it can be made anew; 0 = no tombstones. Not in the form.
+    tombstone_lifetime: float = 30 * 86400.0
 
 
 @dataclass(frozen=True)

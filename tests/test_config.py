@@ -875,6 +875,20 @@ class MUCLogMetricsErrorTests(ConfigTestCase):
         self.assertEqual(self.load(self.with_("archive", "max_age = 90")).muc.archive.max_age, 90)
         self.assertEqual(self.load(MINIMAL).muc.archive, ArchiveSettings())
 
+    def test_tombstone_lifetime_is_a_duration(self) -> None:
+        def lifetime(line: str) -> float:
+            return self.load(self.with_("rooms", line)).muc.rooms.tombstone_lifetime
+
+        self.assertEqual(self.load(MINIMAL).muc.rooms.tombstone_lifetime, 30 * 86400)
+        self.assertEqual(lifetime("tombstone_lifetime = 2w"), 14 * 86400)
+        self.assertEqual(lifetime("tombstone_lifetime = 3600"), 3600)
+        self.assertEqual(lifetime("tombstone_lifetime = 0"), 0)
+        self.assertEqual(
+            self.error(self.with_("rooms", "tombstone_lifetime = forever")),
+            "tap.conf: [rooms] tombstone_lifetime: not a duration: 'forever'"
+            " (seconds, or a number with s, m, h, d or w)",
+        )
+
     def test_archive_errors(self) -> None:
         self.assertEqual(
             self.error(self.with_("archive", "max_age = a month")),

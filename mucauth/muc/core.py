@@ -75,7 +75,9 @@ class Core:
 
     def refuse(self, stanza: domish.Element, context: Context, error: errors.MUCError) -> None:
         """Answer ``stanza`` with the error ``error`` maps to, unless it must not be answered."""
-        self.send_error(stanza, context, stanzas.condition_for(error), error.text)
+        self.send_error(
+            stanza, context, stanzas.condition_for(error), error.text, detail=error.detail
+        )
 
     def send_error(
         self,
@@ -83,6 +85,8 @@ class Core:
         context: Context,
         condition: ErrorCondition,
         text: str | None,
+        *,
+        detail: str | None = None,
     ) -> None:
         kind = stanza.getAttribute("type")
         if kind == "error" or (stanza.name == "iq" and kind == "result"):
@@ -92,10 +96,10 @@ class Core:
         address = context.address
         if stanza.name == "presence":
             reply = stanzas.join_error(
-                stanza, condition, text, room=address.room, sender=address.reply_from
+                stanza, condition, text, room=address.room, sender=address.reply_from, detail=detail
             )
         else:
             reply = stanzas.error_reply(
-                stanza, condition, text, by=address.room, sender=address.reply_from
+                stanza, condition, text, by=address.room, sender=address.reply_from, detail=detail
             )
         self.send(reply)

@@ -12,6 +12,9 @@ class MUCError(Exception):
     """Base class: ``text`` is safe to show the user (it never carries stanza contents)."""
 
     default_text: str | None = None
+    # Character data of the condition element, for the one condition that has any (RFC 6120
+    # §8.3.3.5: `gone` holds the address the entity moved to).
+    detail: str | None = None
 
     def __init__(self, text: str | None = None) -> None:
         super().__init__(text or self.default_text or "")
@@ -56,6 +59,15 @@ class NoSuchOccupant(MUCError):
 
 class RoomNotFound(MUCError):
     pass
+
+
+class RoomGone(MUCError):
+    """The room was destroyed and its tombstone still stands: ``detail`` is the alternate
+    venue as an XMPP URI (``xmpp:room@service?join``), None when its owner named none."""
+
+    def __init__(self, text: str | None, alternate: str | None) -> None:
+        super().__init__(text)
+        self.detail = alternate
 
 
 class Forbidden(MUCError):

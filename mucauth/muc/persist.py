@@ -54,7 +54,7 @@ from mucauth.muc.inbound import ElementStream
 from mucauth.muc.join import Held
 from mucauth.muc.room import Affiliation, HistoryEntry, Room, RoomConfig, Subject
 from mucauth.muc.xml import serialize
-from mucauth.store.base import HistoryRecord, IRoomStore, RoomRecord, RoomSummary
+from mucauth.store.base import HistoryRecord, IRoomStore, RoomRecord, RoomSummary, Tombstone
 
 __all__ = [
     "MAX_WAITING",
@@ -353,6 +353,8 @@ class Keeper:
         self._sweeper: LoopingCall | None = None
         # The JIDs of the stored rooms, once read; None: look for every room.
         self._known: set[str] | None = None
+        # Destroyed persistent rooms whose address still answers `gone`, by bare JID.
+        self._tombstones: dict[str, Tombstone] = {}
         self._loading: dict[JID, list[Held]] = {}
         self._index_generation = 0  # which stream's read of the room index is current
         # Stored rows left out because they could not be read back (rooms and archive), and
@@ -378,6 +380,10 @@ class Keeper:
             self._sweeper.start(SWEEP_INTERVAL, now=False)
         self._known = None  # until the list is read, every room is looked for
         self._read_index()
+        # Asked before the room list: until that is read every join waits for a room read,
+        # which the store answers after this one (reads are served in order), so no join
+        # makes a new room at a tombstone's address in the first moments of a stream.
+        self._read_tombstones()
         d = self._store.room_jids()
 
         def known(jids: list[str]) -> None:
@@ -582,6 +588,70 @@ class Keeper:
             )
 
         read(None)
+
+    # -- tombstones
+
+    def _read_tombstones(self) -> None:
+        """The tombstones left by any process on this store (the list of the last stream
+        is replaced: another process may have left or lifted some)."""
+        d = self._store.tombstones(self._core.clock.seconds())
+
+        def got(found: list[Tombstone]) -> None:
+            self._tombstones = {t.jid: t for t in found}
+
+        def failed(failure: Failure) -> None:
+            self._core.log.error(
+                "room store: cannot read the destroyed rooms' tombstones ({why}); only this "
+                "process's are known until the next stream",
+                why=failure.getErrorMessage() or failure.type.__name__,
+            )
+
+        d.addCallbacks(got, failed)
+
+    def tombstone(self, room_jid: JID) -> Tombstone | None:
+        """The tombstone at the room's address, if one is still standing."""
+        jid = room_jid.userhost()
+        found = self._tombstones.get(jid)
+        if found is not None and found.expires <= self._core.clock.seconds():
+            del self._tombstones[jid]  # the store's row goes at the next retention pass
+            return None
+        return found
+
+    def bury(self, room: Room, alternate: JID | None, reason: str | None) -> None:
+        """The owner destroyed ``room``: out of the store, and, when it was persistent and
+        ``[rooms] tombstone_lifetime`` is set, its tombstone in its place (a temporary room
+        leaves none: nobody could have bookmarked it to find it again)."""
+        lifetime = self._core.settings.rooms.tombstone_lifetime
+        if not room.config.persistent or lifetime <= 0:
+            self.forget(room)
+            return
+        jid = room.jid.userhost()
+        tombstone = Tombstone(
+            jid,
+            alternate.userhost() if alternate is not None else "",
+            reason or "",
+            self._core.clock.seconds() + lifetime,
+        )
+        self._store.bury_room(jid, tombstone.alternate, tombstone.reason, tombstone.expires)
+        self._tombstones[jid] = tombstone
+        self._core.index.forgotten(jid)
+        if self._known is not None:
+            self._known.discard(jid)
+
+    def lift(self, jid: str) -> bool:
+        """Take the tombstone at ``jid`` away (an operator frees the address); whether one
+        was standing."""
+        if self._tombstones.pop(jid, None) is None:
+            return False
+        self._store.delete_room(jid)  # the tombstone's row goes with the room's
+        return True
+
+    def prune_tombstones(self) -> Deferred[int]:
+        """Expired tombstones out of memory and out of the store."""
+        now = self._core.clock.seconds()
+        for jid in [j for j, t in self._tombstones.items() if t.expires <= now]:
+            del self._tombstones[jid]
+        return self._store.prune_tombstones(now)
 
     # -- writing
 

@@ -67,6 +67,7 @@ class Presences:
         if room is not None:
             room.check_join(user, nick)  # no point asking the gate for a taken nick
         else:
+            self._check_gone(room_jid)  # a destroyed room's address points elsewhere
             self._check_create(user)  # no point asking the gate for a room it cannot have
         self._gate.start(
             JoinRequest(user, room_jid, nick, presence.getAttribute("id")),
@@ -84,6 +85,7 @@ class Presences:
         room = core.rooms.get(request.room)
         created = room is None
         if room is None:
+            self._check_gone(request.room)  # destroyed while we were asking?
             self._check_create(user)  # again: other rooms may have been made meanwhile
             defaults = settings.rooms
             room = Room(
@@ -160,6 +162,18 @@ class Presences:
                 )
             )
         send(stanzas.subject_message(room, user))
+
+    def _check_gone(self, room_jid: JID) -> None:
+        """Refuse a join to a destroyed persistent room's address while its tombstone stands
+        (``cancel/gone`` with the alternate venue, as Prosody does), so a bookmark moves to
+        the new room instead of making an empty one under the old name."""
+        keeper = self._core.keeper
+        tombstone = keeper.tombstone(room_jid) if keeper is not None else None
+        if tombstone is not None:
+            raise errors.RoomGone(
+                tombstone.reason or None,
+                stanzas.join_uri(tombstone.alternate) if tombstone.alternate else None,
+            )
 
     def _check_create(self, user: JID) -> None:
         """Refuse a join that would create a room past ``[limits]`` max_rooms (wait: rooms
@@ -355,16 +369,22 @@ class Presences:
             del core.rooms[room.jid]
             core.log.debug("room unloaded room={room}: empty", room=room.jid.full())
 
-    def destroy(self, room: Room, reason: str | None, alternate: JID | None) -> None:
+    def destroy(
+        self, room: Room, reason: str | None, alternate: JID | None, *, tombstone: bool = True
+    ) -> None:
         """The owner destroyed the room (XEP-0045 §10.9): everyone in it is told, with the
-        reason and the alternate venue, and the room is gone, from the store too."""
+        reason and the alternate venue, and the room is gone, from the store too, leaving
+        its tombstone when it was persistent (``tombstone=False``: none, the admin API's)."""
         core = self._core
         for occupant in room.clear():
             for session in occupant.sessions:
                 core.send(stanzas.destroyed_presence(room, occupant, session, reason, alternate))
         core.rooms.pop(room.jid, None)
         if core.keeper is not None:
-            core.keeper.forget(room)
+            if tombstone:
+                core.keeper.bury(room, alternate, reason)
+            else:
+                core.keeper.forget(room)
         core.log.info(
             "room destroyed room={room}: by its owner{why}",
             room=room.jid.full(),

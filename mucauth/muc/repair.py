@@ -91,7 +91,11 @@ class Repairs:
     @inlineCallbacks
     def destroy(self, jid: str, reason: str | None) -> Any:
         """Destroy the room: (was it live, was it stored). Stored rooms go from the store
-        without being read back, so a room that cannot be loaded goes too."""
+        without being read back, so a room that cannot be loaded goes too.
+
+        No tombstone is left, and one standing at ``jid`` is lifted (counted as stored): this
+        is the operator's repair, which names no alternate venue, and the way to free the
+        address of a room its owner destroyed before the tombstone expires."""
         core = self._core
         keeper = core.keeper
         stored = False
@@ -99,9 +103,11 @@ class Repairs:
             stored = yield keeper.store.has_room(jid)
         room = core.rooms.get(JID(jid))  # after the read: a load may have finished meanwhile
         if room is not None:
-            self._presences.destroy(room, reason, None)
+            self._presences.destroy(room, reason, None, tombstone=False)
         elif keeper is not None and stored:
             keeper.forget_jid(jid)
+        if keeper is not None and keeper.lift(jid):
+            stored = True
         if room is not None or stored:
             core.log.info(
                 "room destroyed room={room} by the admin API live={live} stored={stored}",

@@ -26,12 +26,16 @@ class Retention:
         self._core = core
         self._loop: LoopingCall | None = None
         self._running: Deferred[int] | None = None
+        self._tombstones_running = False
         self.removed = 0  # messages removed since start, for whoever watches
 
     @property
     def active(self) -> bool:
-        archive = self._core.settings.archive
-        return self._core.keeper is not None and (archive.max_age > 0 or archive.max_messages > 0)
+        settings = self._core.settings
+        archive = settings.archive
+        return self._core.keeper is not None and (
+            archive.max_age > 0 or archive.max_messages > 0 or settings.rooms.tombstone_lifetime > 0
+        )
 
     def start(self) -> None:
         if self._loop is not None or not self.active:
@@ -47,11 +51,13 @@ class Retention:
         self._loop = None
 
     def prune(self) -> Deferred[int] | None:
-        """One pass; None when one is running already (or nothing is to be pruned)."""
+        """One pass of the archive's retention (and the expired tombstones of destroyed rooms
+        go, each pass); None when one is running already (or no message is to be pruned)."""
         core = self._core
         keeper = core.keeper
         if self._running is not None or keeper is None:
             return None
+        self._prune_tombstones()
         archive = core.settings.archive
         before = core.clock.seconds() - archive.max_age if archive.max_age > 0 else None
         keep = archive.max_messages or None
@@ -83,3 +89,27 @@ class Retention:
             return count
 
         return d.addCallbacks(done, failed).addBoth(finished)
+
+    def _prune_tombstones(self) -> None:
+        """Expired tombstones out of the store; tombstones are checked for expiry where they
+        are read, so this only keeps the table from growing."""
+        core = self._core
+        keeper = core.keeper
+        if keeper is None or self._tombstones_running:
+            return
+        self._tombstones_running = True
+
+        def done(count: int) -> None:
+            if count:
+                core.log.info("rooms: {count} expired tombstones removed", count=count)
+
+        def failed(failure: Failure) -> None:
+            core.log.warn(
+                "rooms: removing expired tombstones failed ({why}); trying again next pass",
+                why=failure.getErrorMessage() or failure.type.__name__,
+            )
+
+        def finished(_: object) -> None:
+            self._tombstones_running = False
+
+        keeper.prune_tombstones().addCallbacks(done, failed).addBoth(finished)

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import quote
 
-from twisted.words.protocols.jabber.error import StanzaError
+from twisted.words.protocols.jabber.error import NS_XMPP_STANZAS, StanzaError
 from twisted.words.protocols.jabber.jid import JID
 from twisted.words.protocols.jabber.xmlstream import toResponse
 from twisted.words.xish import domish
@@ -58,6 +59,7 @@ CONDITIONS: dict[type[errors.MUCError], tuple[str, str]] = {
     errors.NotOccupant: ("not-acceptable", "modify"),
     errors.JoinPending: ("not-acceptable", "modify"),
     errors.NoSuchOccupant: ("item-not-found", "cancel"),
+    errors.RoomGone: ("gone", "cancel"),
     errors.RoomNotFound: ("item-not-found", "cancel"),
     errors.Forbidden: ("forbidden", "auth"),
     errors.Overloaded: ("resource-constraint", "wait"),
@@ -100,11 +102,24 @@ def condition_for(exc: errors.MUCError) -> ErrorCondition:
     return INTERNAL
 
 
-def error_element(condition: ErrorCondition, text: str | None, by: JID | None) -> domish.Element:
+def error_element(
+    condition: ErrorCondition, text: str | None, by: JID | None, detail: str | None = None
+) -> domish.Element:
+    """``detail``: the condition element's character data (`gone`'s new address)."""
     element = StanzaError(condition.condition, condition.type, text or None).getElement()
     if by is not None:
         element["by"] = by.full()
+    if detail:
+        for child in element.elements(NS_XMPP_STANZAS, condition.condition):
+            child.addContent(detail)
     return element
+
+
+def join_uri(room: str) -> str:
+    """An XMPP URI that joins ``room`` (RFC 5122, XEP-0147 ``?join``): what `gone` points
+    at, so a client can move its bookmark there. Characters a URI path may not hold are
+    percent-encoded (UTF-8), the rest of the JID is kept as written."""
+    return "xmpp:" + quote(room, safe="@/!$()*+,;=:") + "?join"
 
 
 def error_reply(
@@ -114,6 +129,7 @@ def error_reply(
     *,
     by: JID | None = None,
     sender: str | None = None,
+    detail: str | None = None,
 ) -> domish.Element:
     """An error answer that carries none of the offending stanza's children.
 
@@ -124,7 +140,7 @@ def error_reply(
     reply = toResponse(stanza, "error")
     if sender is not None:
         reply["from"] = sender
-    reply.addChild(error_element(condition, text, by))
+    reply.addChild(error_element(condition, text, by, detail))
     return reply
 
 
@@ -135,6 +151,7 @@ def join_error(
     *,
     room: JID | None,
     sender: str | None = None,
+    detail: str | None = None,
 ) -> domish.Element:
     """The refusal of a join: from the occupant JID, same id, with the muc ``<x/>``.
 
@@ -144,7 +161,7 @@ def join_error(
     if sender is not None:
         reply["from"] = sender
     reply.addElement((NS_MUC, "x"))
-    reply.addChild(error_element(condition, text, room))
+    reply.addChild(error_element(condition, text, room, detail))
     return reply
 
 

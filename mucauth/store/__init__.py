@@ -20,6 +20,7 @@ from mucauth.store.base import (
     RoomRecord,
     RoomSummary,
     StoreError,
+    Tombstone,
     UnknownStanzaIdError,
 )
 from mucauth.store.dialects import Database, PostgresDatabase, SQLiteDatabase
@@ -38,6 +39,7 @@ __all__ = [
     "RoomSummary",
     "SQLRoomStore",
     "StoreError",
+    "Tombstone",
     "UnknownStanzaIdError",
     "build_store",
     "database_for",

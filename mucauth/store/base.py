@@ -29,6 +29,7 @@ __all__ = [
     "RoomRecord",
     "RoomSummary",
     "StoreError",
+    "Tombstone",
     "UnknownStanzaIdError",
     "check_affiliation",
 ]
@@ -158,6 +159,19 @@ class RoomSummary:
     creator: str = ""
 
 
+@dataclass(frozen=True)
+class Tombstone:
+    """What is left of a destroyed persistent room until ``expires`` (seconds since the epoch):
+    joins to its address are refused ``gone``, pointing at ``alternate`` (the bare JID of the
+    venue its owner named, "" for none), so clients' bookmarks follow the room instead of
+    making a new, empty one under the old name. ``reason`` is the owner's, "" for none."""
+
+    jid: str
+    alternate: str = ""
+    reason: str = ""
+    expires: float = 0.0
+
+
 class IRoomStore(Interface):
     """Persistent rooms: one implementation on SQL (SQLite, PostgreSQL), one in memory for tests.
 
@@ -227,7 +241,17 @@ class IRoomStore(Interface):
         """
 
     def delete_room(jid: str) -> None:  # noqa: N805
-        """Remove the room, its affiliations and its messages."""
+        """Remove the room, its affiliations, its messages and its tombstone."""
+
+    def bury_room(jid: str, alternate: str, reason: str, expires: float) -> None:  # noqa: N805
+        """Remove the room as :meth:`delete_room` does and leave its :class:`Tombstone`
+        (replacing any earlier one) until ``expires``."""
+
+    def tombstones(now: float) -> Deferred[list[Tombstone]]:  # noqa: N805
+        """The tombstones that expire after ``now``, sorted by JID."""
+
+    def prune_tombstones(now: float) -> Deferred[int]:  # noqa: N805
+        """Remove the tombstones expired at ``now``; fires with how many."""
 
     # -- the archive (XEP-0313): the room's messages, read page by page
 

@@ -31,6 +31,7 @@ from mucauth.store.base import (
     RoomRecord,
     RoomSummary,
     StoreError,
+    Tombstone,
     UnknownStanzaIdError,
     check_affiliation,
 )
@@ -48,6 +49,7 @@ class MemoryRoomStore:
         self._rooms: dict[str, RoomRecord] = {}
         self._affiliations: dict[str, dict[str, str]] = {}
         self._messages: dict[str, list[HistoryRecord]] = {}
+        self._tombstones: dict[str, Tombstone] = {}
         self._open = False
 
     def open(self) -> Deferred[None]:
@@ -141,6 +143,24 @@ class MemoryRoomStore:
         self._rooms.pop(jid, None)
         self._affiliations.pop(jid, None)
         self._messages.pop(jid, None)
+        self._tombstones.pop(jid, None)
+
+    def bury_room(self, jid: str, alternate: str, reason: str, expires: float) -> None:
+        self.delete_room(jid)
+        self._tombstones[jid] = Tombstone(jid, alternate, reason, float(expires))
+
+    def tombstones(self, now: float) -> Deferred[list[Tombstone]]:
+        if not self._open:
+            return fail(StoreError("the room store is not open"))
+        return succeed([t for _, t in sorted(self._tombstones.items()) if t.expires > now])
+
+    def prune_tombstones(self, now: float) -> Deferred[int]:
+        if not self._open:
+            return fail(StoreError("the room store is not open"))
+        expired = [jid for jid, t in self._tombstones.items() if t.expires <= now]
+        for jid in expired:
+            del self._tombstones[jid]
+        return succeed(len(expired))
 
     # -- the archive ---------------------------------------------------------------------------
 

@@ -89,10 +89,25 @@ def _subject_times(db: Database) -> list[str]:
     return ["ALTER TABLE rooms ADD COLUMN subject_time DOUBLE PRECISION"]
 
 
+def _tombstones(db: Database) -> list[str]:
+    # Destroyed persistent rooms remembered until they expire, so joins are refused `gone`
+    # with the alternate venue. Read in full as the stream comes up, pruned by expiry.
+    return [
+        """CREATE TABLE tombstones (
+            jid TEXT PRIMARY KEY,
+            alternate TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            expires DOUBLE PRECISION NOT NULL
+        )""",
+        "CREATE INDEX tombstones_expires ON tombstones (expires)",
+    ]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "rooms, affiliations, messages", _rooms_affiliations_messages),
     Migration(2, "rooms' creators", _room_creators),
     Migration(3, "subjects' times", _subject_times),
+    Migration(4, "tombstones of destroyed rooms", _tombstones),
 )
 LATEST = MIGRATIONS[-1].version
 

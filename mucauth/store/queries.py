@@ -34,6 +34,7 @@ from mucauth.store.base import (
     HistoryRecord,
     RoomRecord,
     RoomSummary,
+    Tombstone,
     UnknownStanzaIdError,
 )
 from mucauth.store.dialects import Database
@@ -48,9 +49,11 @@ __all__ = [
     "load_room",
     "prune_chunk",
     "prune_plan",
+    "prune_tombstones",
     "query_archive",
     "select_column",
     "select_rows",
+    "tombstones",
     "write_batch",
 ]
 
@@ -86,7 +89,15 @@ DELETE_ROOM = (
     "DELETE FROM rooms WHERE jid = ?",
     "DELETE FROM affiliations WHERE room = ?",
     "DELETE FROM messages WHERE room = ?",
+    "DELETE FROM tombstones WHERE jid = ?",
 )
+BURY_ROOM = """
+    INSERT INTO tombstones (jid, alternate, reason, expires) VALUES (?, ?, ?, ?)
+    ON CONFLICT (jid) DO UPDATE SET
+        alternate = excluded.alternate, reason = excluded.reason, expires = excluded.expires
+"""
+TOMBSTONES = "SELECT jid, alternate, reason, expires FROM tombstones WHERE expires > ? ORDER BY jid"
+PRUNE_TOMBSTONES = "DELETE FROM tombstones WHERE expires <= ?"
 LOAD_ROOM = """
     SELECT name, is_public, config, subject, subject_nick, created, creator, subject_time
     FROM rooms WHERE jid = ?
@@ -228,10 +239,13 @@ def write_batch(txn: Any, db: Database, batch: Sequence[Write]) -> None:
                 txn.execute(db.sql(REMOVE_AFFILIATION), (room, user))
             else:
                 txn.execute(db.sql(SET_AFFILIATION), (room, user, affiliation))
-        elif write.kind == "delete":
+        elif write.kind in ("delete", "bury"):
             for statement in DELETE_ROOM:
                 txn.execute(db.sql(statement), (room,))
             trims.pop(room, None)
+            if write.kind == "bury":
+                alternate, reason, expires = write.args
+                txn.execute(db.sql(BURY_ROOM), (room, alternate, reason, expires))
     if messages:
         txn.executemany(db.sql(APPEND_MESSAGE), messages)
     # Once per room and batch, not per message: a burst of messages trims once.
@@ -455,4 +469,27 @@ def prune_chunk(txn: Any, db: Database, room: str, cutoff: Position, chunk: int)
     if db.begin_write is not None:
         txn.execute(db.begin_write)
     txn.execute(db.sql(PRUNE_CHUNK), (room, float(cutoff[0]), int(cutoff[1]), chunk))
+    return int(txn.rowcount)
+
+
+# -- tombstones of destroyed rooms ---------------------------------------------------------------
+
+
+def tombstones(txn: Any, db: Database, now: float) -> list[Tombstone]:
+    txn.execute(db.sql(TOMBSTONES), (now,))
+    return [
+        Tombstone(
+            jid,
+            alternate if isinstance(alternate, str) else "",
+            reason if isinstance(reason, str) else "",
+            _seconds(expires),
+        )
+        for jid, alternate, reason, expires in txn.fetchall()
+    ]
+
+
+def prune_tombstones(txn: Any, db: Database, now: float) -> int:
+    if db.begin_write is not None:
+        txn.execute(db.begin_write)
+    txn.execute(db.sql(PRUNE_TOMBSTONES), (now,))
     return int(txn.rowcount)

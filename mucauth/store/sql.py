@@ -52,6 +52,7 @@ from mucauth.store.base import (
     RoomRecord,
     RoomSummary,
     StoreError,
+    Tombstone,
     UnknownStanzaIdError,
     check_affiliation,
 )
@@ -382,6 +383,17 @@ class SQLRoomStore:
 
     def delete_room(self, jid: str) -> None:
         self._writes.add("delete", jid, None)
+
+    def bury_room(self, jid: str, alternate: str, reason: str, expires: float) -> None:
+        self._writes.add("bury", jid, (alternate, reason, float(expires)))
+
+    def tombstones(self, now: float) -> Deferred[list[Tombstone]]:
+        return self._read(queries.tombstones, float(now))
+
+    def prune_tombstones(self, now: float) -> Deferred[int]:
+        # A read's path, as delete_messages: after the writes made before it (a tombstone left
+        # just now is not pruned ahead of its own write), retried on a transient error.
+        return self._read(queries.prune_tombstones, float(now))
 
     def retract_message(self, room: str, stanza_id: str, xml: str) -> None:
         self._writes.add("retract", room, (stanza_id, xml))

@@ -42,7 +42,7 @@ from twisted.python.failure import Failure
 
 __all__ = ["Write", "WriteKind", "WriteQueue"]
 
-WriteKind = Literal["save", "affiliation", "message", "delete", "retract"]
+WriteKind = Literal["save", "affiliation", "message", "delete", "bury", "retract"]
 
 RETRY_FIRST = 0.5  # seconds before the first retry of a failed batch
 RETRY_MAX = 30.0  # the longest pause between two tries
@@ -126,7 +126,7 @@ class WriteQueue:
             return
         self._seq += 1
         write = Write(kind, room, args, self._seq)
-        if kind == "delete":
+        if kind in ("delete", "bury"):  # a bury deletes the room too
             self._drop_queued_writes_of(room)
         key = write.key
         earlier = self._index.get(key) if key is not None else None

@@ -499,5 +499,10 @@ class RetentionTests(ArchiveTestCase):
 
     def test_off_without_limits(self) -> None:
         retention = Retention(self.service._core)
-        self.service._core.settings = MUCSettings()
+        self.service._core.settings = MUCSettings(rooms=RoomDefaults(tombstone_lifetime=0))
         self.assertFalse(retention.active)
+
+    def test_on_for_tombstones_alone(self) -> None:
+        retention = Retention(self.service._core)
+        self.service._core.settings = MUCSettings()  # tombstones for 30 days, no archive limit
+        self.assertTrue(retention.active)

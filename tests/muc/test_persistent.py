@@ -191,6 +191,7 @@ class AcrossRestartTests(PersistentTestCase):
         reply = self.owner_set("<destroy><reason>Course over</reason></destroy>")
         self.assertEqual(reply["type"], "result")
         self.assertEqual(self.successResultOf(self.store.room_jids()), [])
+        self.clock.advance(RoomDefaults().tombstone_lifetime)  # its tombstone expired
         self.restart()
         sent = self.enter(BOB, "bob")
         [own] = [s for s in sent if s.name == "presence"]

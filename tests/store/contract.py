@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred
 from zope.interface.verify import verifyObject
 
-from mucauth.store import HistoryRecord, IRoomStore, RoomRecord, StoreError
+from mucauth.store import HistoryRecord, IRoomStore, RoomRecord, StoreError, Tombstone
 
 ROOM = "maths@rooms.example.org"
 OTHER = "physics@rooms.example.org"
@@ -146,6 +146,51 @@ class RoomStoreContract(_Base):
         self.assertEqual((yield self.load()).subject_time, 1_714_564_800.25)
         save(self.store, subject="", subject_nick="", subject_time=None)
         self.assertIsNone((yield self.load()).subject_time)
+
+    @inlineCallbacks
+    def test_bury_removes_the_room_and_leaves_its_tombstone(self) -> Generator[Any, Any, None]:
+        save(self.store)
+        save(self.store, OTHER)
+        self.store.set_affiliation(ROOM, ALICE, "owner")
+        self.store.append_message(ROOM, message(1), 10)
+        self.store.bury_room(ROOM, OTHER, "Moved", 2_000.0)
+        self.assertIsNone((yield self.load()))
+        self.assertEqual((yield self.store.room_jids()), [OTHER])
+        self.assertEqual(
+            (yield self.store.tombstones(1_000.0)), [Tombstone(ROOM, OTHER, "Moved", 2_000.0)]
+        )
+        self.assertEqual((yield self.store.tombstones(2_000.0)), [])  # expired at that moment
+        summaries = yield self.store.list_rooms(None, 10)
+        self.assertEqual([s.jid for s in summaries], [OTHER])  # not a room: not counted
+        self.assertFalse((yield self.store.has_room(ROOM)))
+
+    @inlineCallbacks
+    def test_a_new_burial_replaces_the_tombstone_and_a_delete_lifts_it(
+        self,
+    ) -> Generator[Any, Any, None]:
+        self.store.bury_room(ROOM, "", "", 2_000.0)
+        self.store.bury_room(ROOM, OTHER, "again", 3_000.0)
+        self.store.bury_room(OTHER, "", "", 1_500.0)
+        found = yield self.store.tombstones(0.0)
+        self.assertEqual(
+            found, [Tombstone(ROOM, OTHER, "again", 3_000.0), Tombstone(OTHER, "", "", 1_500.0)]
+        )
+        self.store.delete_room(ROOM)
+        self.assertEqual([t.jid for t in (yield self.store.tombstones(0.0))], [OTHER])
+
+    @inlineCallbacks
+    def test_expired_tombstones_are_pruned(self) -> Generator[Any, Any, None]:
+        self.store.bury_room(ROOM, "", "", 2_000.0)
+        self.store.bury_room(OTHER, "", "", 1_000.0)
+        self.assertEqual((yield self.store.prune_tombstones(1_000.0)), 1)
+        self.assertEqual([t.jid for t in (yield self.store.tombstones(0.0))], [ROOM])
+        self.assertEqual((yield self.store.prune_tombstones(1_000.0)), 0)
+
+    @inlineCallbacks
+    def test_a_save_after_a_burial_is_a_room_again(self) -> Generator[Any, Any, None]:
+        self.store.bury_room(ROOM, "", "", 2_000.0)
+        save(self.store)
+        self.assertIsNotNone((yield self.load()))
 
     @inlineCallbacks
     def test_affiliation_change_and_removal(self) -> Generator[Any, Any, None]:
