@@ -7,7 +7,9 @@ Plain synchronous methods, like tests/test_e2e.py: they run under trial and unde
 
 from __future__ import annotations
 
+import re
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from tests.support.postgres import PostgresCluster
@@ -87,21 +89,53 @@ class PersistentRoomTests(StackFixture):
         self.assertEqual(again.history, ())
         self.bob.leave(room)
 
-    def test_a_destroyed_room_is_gone_for_good(self) -> None:
+    def test_the_subject_keeps_its_date_across_a_restart(self) -> None:
+        room = self.stack.room("dated")
+        self.joined(self.alice, room, "alice")
+        reply = self.alice.iq(config_iq(room, persistentroom="1"))
+        self.assertTrue(is_result(reply), reply)
+        self.alice.raw(
+            f"<message type='groupchat' to='{room}' id='subj'><subject>Week 4</subject></message>"
+        )
+        self.alice.wait_stanza(room, "message", "groupchat")  # the subject, reflected
+        self.alice.leave(room)
+        set_before = datetime.now(UTC)
+        time.sleep(1.1)  # the stamp has whole seconds: a join's time would differ
+        self.restart_mucauth()
+        bob = self.joined(self.bob, room, "bob")
+        self.assertEqual(bob.subject, "Week 4")
+        subject = self.bob.wait_stanza(room, "message", "groupchat")
+        found = re.search(r"<delay xmlns=\"urn:xmpp:delay\"[^>]*/>", subject)
+        assert found is not None, subject
+        self.assertIn(f'from="{room}"', found.group(0))
+        stamp = re.search(r'stamp="([^"]+)"', found.group(0))
+        assert stamp is not None, subject
+        when = datetime.strptime(stamp.group(1), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        self.assertLessEqual(when, set_before, subject)
+        self.bob.leave(room)
+
+    def test_a_destroyed_room_points_to_its_new_address(self) -> None:
         room = self.stack.room("finished")
+        new = self.stack.room("continued")
         make_persistent_and_talk(self.alice, room, "Last week", "goodbye")
         self.joined(self.alice, room, "alice")
         reply = self.alice.iq(
             f"<iq type='set' to='{room}'><query xmlns='{OWNER}'>"
-            "<destroy><reason>Course over</reason></destroy></query></iq>"
+            f"<destroy jid='{new}'><reason>Course over</reason></destroy></query></iq>"
         )
         self.assertIn("result", reply)
-        self.restart_mucauth()
-        again = self.joined(self.bob, room, "bob")
-        self.assertIn(201, again.status_codes, again.describe())
-        self.assertNotIn("goodbye", again.history)
-        self.assertNotEqual(again.subject, "Last week")
-        self.bob.leave(room)
+        for when in ("before", "after"):
+            if when == "after":
+                self.restart_mucauth()
+            refused = self.bob.join(room, "bob")
+            self.assertFalse(refused.ok, refused.describe())
+            self.assertEqual(
+                (refused.error_type, refused.condition), ("cancel", "gone"), refused.describe()
+            )
+            self.assertIn(f">xmpp:{new}?join</gone>", refused.error_xml, when)
+            self.assertEqual(refused.text, "Course over")
+            info = self.bob.disco_info(room)
+            self.assertEqual(info.condition, "item-not-found", info.xml)
 
 
 class PersistentRoomOnEjabberdTests(PersistentRoomTests):
