@@ -216,6 +216,11 @@ class _Section:
     def fail(self, key: str | None, reason: str) -> NoReturn:
         raise ConfigError(self.reader.filename, reason, self.name, key)
 
+    def fail_pair(self, key: str, other: str, reason: str) -> NoReturn:
+        """Two keys that disagree: name ``key`` if the file sets it, else ``other`` (a value
+        left at its default is not the operator's mistake)."""
+        self.fail(key if self.raw(key) is not None else other, reason)
+
     def raw(self, key: str) -> str | None:
         """The value as written, None when absent or empty (an empty value means the default)."""
         value = self.values.get(key)
@@ -417,9 +422,9 @@ class _Reader:
         # stamp, a MAM result's forward) must still fit: keep this much room beside the payload.
         room = limits.max_stanza_size - limits.max_payload_size
         if room < LIMIT_OVERHEAD:
-            key = "max_payload_size" if s.raw("max_payload_size") is not None else "max_stanza_size"
-            s.fail(
-                key,
+            s.fail_pair(
+                "max_payload_size",
+                "max_stanza_size",
                 f"max_stanza_size ({limits.max_stanza_size}) must exceed max_payload_size"
                 f" ({limits.max_payload_size}) by at least {LIMIT_OVERHEAD} bytes",
             )
@@ -456,9 +461,9 @@ class _Reader:
             values.setdefault(name, s.get(name, convert, _default_of(f)))
         rooms = RoomDefaults(**values)
         if rooms.history_length > rooms.max_history_length:
-            key = "history_length" if s.raw("history_length") is not None else "max_history_length"
-            s.fail(
-                key,
+            s.fail_pair(
+                "history_length",
+                "max_history_length",
                 f"history_length ({rooms.history_length}) is more than max_history_length"
                 f" ({rooms.max_history_length})",
             )
