@@ -76,7 +76,9 @@ class HTTPAuthSettings:
     insecure: bool = False
     ca_file: str | None = None
     authorize_registration: bool = False
-    pool_size: int = 10  # persistent connections per host
+    # Checks asked at once, each on its own connection (kept for reuse). Sized so a few slow
+    # rooms cannot hold every slot: 10 slots and 200 ms checks left 50 checks a second for all.
+    pool_size: int = 50
     cache_ttl: float = 0.0  # seconds; 0 = no decision cache
     # Consecutive failures to reach the service (timeouts, refused or reset connections, 5xx)
     # after which it is considered down: joins are refused at once, one probe at a time is

@@ -159,7 +159,10 @@ DESCRIPTIONS: Mapping[str, Mapping[str, str]] = {
             "Also ask the service before answering a registration request"
             " (``jabber:iq:register``) to a room."
         ),
-        "pool_size": "Persistent HTTP connections kept open to the service.",
+        "pool_size": (
+            "Checks asked of the service at once, each on its own persistent connection; the"
+            " rest wait in the join queue. Enough that a few slow rooms cannot hold every slot."
+        ),
         "cache_ttl": (
             "Seconds an answer is reused for the same user, room and nickname; ``0`` asks"
             " every time."

@@ -137,7 +137,7 @@ class HTTPFaultTests(FaultCase):
         # A longer timeout than the other faults: the mid-way socket count below must not race
         # the connections being set up on a busy host.
         limit = 3 * TIMEOUT
-        auth = self.authorizer(server, timeout=limit)
+        auth = self.authorizer(server, timeout=limit, pool_size=10)
         started = time.monotonic()
         peak: list[int] = [0]
 
