@@ -96,6 +96,58 @@ async def mode_slow(bench: Bench, target: Target) -> dict[str, float]:
     return figures
 
 
+async def mode_starve(bench: Bench, target: Target) -> dict[str, float]:
+    """Ordinary users alone, then with a fifth of the users joining slow rooms, in one run.
+
+    The first four fifths of the load users join ordinary rooms throughout; in the second
+    stretch the last fifth joins ``slow…`` rooms (answered after ``--slow-auth`` seconds).
+    The ordinary users' p50/p99 and joins/s of both stretches say whether slow checks hold
+    everybody's slots.
+    """
+    users = bench.load
+    slow_count = max(1, len(users) // 5)
+    ordinary_users = users[: len(users) - slow_count]
+    figures: dict[str, float] = {}
+    for label, with_slow in (("alone", False), ("with slow", True)):
+        ordinary, slow = LoopResult(), LoopResult()
+
+        def loops(
+            window: Window,
+            with_slow: bool = with_slow,
+            ordinary: LoopResult = ordinary,
+            slow: LoopResult = slow,
+        ) -> list[Awaitable[None]]:
+            out: list[Awaitable[None]] = [
+                join_leave_loop(c, distinct_rooms(target.service, i), f"n{i}", window, ordinary)
+                for i, c in enumerate(ordinary_users)
+            ]
+            if with_slow:
+                first = len(ordinary_users)
+                out += [
+                    join_leave_loop(
+                        c,
+                        room_series(f"slow{first + i}x", target.service, 16),
+                        f"n{first + i}",
+                        window,
+                        slow,
+                    )
+                    for i, c in enumerate(users[first:])
+                ]
+            return out
+
+        run = await measured_loops(bench, target, loops, [ordinary, slow])
+        share = ordinary.joins / max(1, ordinary.joins + slow.joins)
+        figures[f"{label} p50"] = run["p50"]
+        figures[f"{label} p99"] = run["p99"]
+        figures[f"{label} joins/s"] = run["joins/s"] * share
+        figures[f"{label} refused"] = run["refused"] + run["timeouts"] + run["errors"]
+    figures["joins/s"] = figures["with slow joins/s"]
+    figures["p99"] = figures["with slow p99"]
+    figures["p99 ratio"] = figures["with slow p99"] / max(figures["alone p99"], 1e-9)
+    figures["joins/s ratio"] = figures["with slow joins/s"] / max(figures["alone joins/s"], 1e-9)
+    return figures
+
+
 async def mode_big(bench: Bench, target: Target) -> dict[str, float]:
     assert bench.joiner is not None
     args = bench.args
@@ -162,6 +214,7 @@ MODE_RUNNERS: dict[str, Callable[[Bench, Target], Awaitable[dict[str, float]]]] 
     "distinct": mode_distinct,
     "shared": mode_shared,
     "slow": mode_slow,
+    "starve": mode_starve,
     "big": mode_big,
     "https": mode_distinct,
     "rss": mode_rss,
@@ -172,6 +225,7 @@ MODE_TARGETS = {
     "distinct": ("prosody", "mucauth"),
     "shared": ("prosody", "mucauth"),
     "slow": ("mucauth",),
+    "starve": ("mucauth",),
     "big": ("prosody", "mucauth"),
     "https": ("mucauth-https",),
     "rss": ("mucauth",),

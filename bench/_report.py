@@ -85,6 +85,19 @@ def report(
     )
     print(table(["mode", "target"] + [h for _, h, _ in JOIN_COLUMNS], join_rows))
     for (mode, target), figures in med.items():
+        if mode == "starve":
+            print(
+                f"starve ({args.slow_auth * 1000:.0f} ms for a fifth of the users) {target}:"
+                f" ordinary users alone p50 {fmt(figures.get('alone p50'))}"
+                f" p99 {fmt(figures.get('alone p99'))} ms"
+                f" {fmt(figures.get('alone joins/s'))} joins/s;"
+                f" with slow p50 {fmt(figures.get('with slow p50'))}"
+                f" p99 {fmt(figures.get('with slow p99'))} ms"
+                f" {fmt(figures.get('with slow joins/s'))} joins/s"
+                f" (p99 x{fmt(figures.get('p99 ratio'))},"
+                f" joins/s x{fmt(figures.get('joins/s ratio'))})"
+            )
+    for (mode, target), figures in med.items():
         if mode == "slow":
             print(
                 f"slow auth ({args.slow_auth * 1000:.0f} ms for slow* rooms) {target}: same user,"
