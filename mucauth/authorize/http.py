@@ -28,24 +28,17 @@ from twisted.internet.defer import (
     fail,
     succeed,
 )
-from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
-from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
-from twisted.web.client import (
-    URI,
-    Agent,
-    BrowserLikePolicyForHTTPS,
-    ResponseDone,
-)
-from twisted.web.error import SchemeNotSupported
+from twisted.web.client import BrowserLikePolicyForHTTPS, ResponseDone
 from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import IAgent, IAgentEndpointFactory, IPolicyForHTTPS, IResponse
+from twisted.web.iweb import IPolicyForHTTPS, IResponse
 from zope.interface import implementer
 
 import mucauth
+from mucauth.authorize.agent import OriginAgent
 from mucauth.authorize.base import (
     MAX_REASON,
     Decision,
@@ -129,39 +122,6 @@ def _policy_for(settings: HTTPAuthSettings) -> IPolicyForHTTPS:
     return BrowserLikePolicyForHTTPS()
 
 
-@implementer(IAgentEndpointFactory)
-class _EndpointPerServer:
-    """Builds the endpoint of each server once.
-
-    ``Agent`` asks for an endpoint on every request, and its standard factory builds a new
-    ``HostnameEndpoint`` each time (IDNA-encoding the host name on the way): measurable per
-    check, for an authorizer that only ever talks to one server. Endpoints are reusable, so
-    the one built for the first request serves them all; the same classes, timeout and TLS
-    policy as the standard factory.
-    """
-
-    def __init__(self, reactor: Any, policy: IPolicyForHTTPS, connect_timeout: float) -> None:
-        self._reactor = reactor
-        self._policy = policy
-        self._connect_timeout = connect_timeout
-        self._endpoints: dict[tuple[bytes, bytes, int], IStreamClientEndpoint] = {}
-
-    def endpointForURI(self, uri: URI) -> IStreamClientEndpoint:
-        key = (uri.scheme, uri.host, uri.port)
-        endpoint = self._endpoints.get(key)
-        if endpoint is None:
-            if uri.scheme not in (b"http", b"https"):
-                raise SchemeNotSupported(f"unsupported scheme: {uri.scheme!r}")
-            endpoint = HostnameEndpoint(
-                self._reactor, uri.host, uri.port, timeout=self._connect_timeout
-            )
-            if uri.scheme == b"https":
-                creator = self._policy.creatorForNetloc(uri.host, uri.port)
-                endpoint = wrapClientTLS(creator, endpoint)
-            self._endpoints[key] = endpoint
-        return endpoint
-
-
 class _NoCookies(IndexableCookieJar):
     """The treq client's cookie jar: it keeps nothing and sends nothing.
 
@@ -180,42 +140,6 @@ class _NoCookies(IndexableCookieJar):
 
     def set_cookie(self, cookie: Any) -> None:
         return
-
-
-@implementer(IAgent)
-class _IdentityEncoding:
-    """The agent under treq: the service is offered no content coding, and none is undone.
-
-    treq's ``HTTPClient`` also wraps every request in a ``ContentDecoderAgent`` (always: setting
-    ``Accept-Encoding`` ourselves would only add a second value, treq's ``gzip`` still goes
-    out). The contract wants the body as sent: 64 KiB of gzip inflates into megabytes in one
-    ``decompress`` call, before any cap could count them. So, under treq's layers, this drops
-    the ``Accept-Encoding`` they added (the service sees what it saw before: no such header),
-    and hides a ``Content-Encoding`` the service sends anyway, so that its body reaches the
-    JSON check as it came (and fails it) rather than being inflated.
-    """
-
-    def __init__(self, agent: IAgent) -> None:
-        self._agent = agent
-
-    def request(
-        self,
-        method: bytes,
-        uri: bytes,
-        headers: Headers | None = None,
-        bodyProducer: Any = None,  # noqa: N803 (IAgent's name)
-    ) -> Deferred[IResponse]:
-        if headers is not None and headers.hasHeader(b"Accept-Encoding"):
-            # In place: treq's content decoder hands down a copy of its own, and the Headers
-            # that HTTPAuthorizer shares between checks never holds this header.
-            headers.removeHeader(b"Accept-Encoding")
-        return self._agent.request(method, uri, headers, bodyProducer).addCallback(_as_sent)
-
-
-def _as_sent(response: IResponse) -> IResponse:
-    if response.headers.hasHeader(b"Content-Encoding"):
-        response.headers.removeHeader(b"Content-Encoding")
-    return response
 
 
 class _URIForm(EncodedURL):
@@ -453,10 +377,13 @@ class HTTPAuthorizer:
     (including cancelled ones, of kind ``cancelled``): the hook metrics use to time the
     HTTP service itself, one observation per request on the wire, whatever joins shared it.
 
-    Each check is one ``get`` on a treq ``HTTPClient`` built once, over an ``Agent`` on the
-    counting pool, set up so that treq's per-request layers cost little and change nothing
-    on the wire: a cookie jar that keeps nothing (:class:`_NoCookies`), no content coding
-    (:class:`_IdentityEncoding`), a URL already in URI form (:class:`_URIForm`), one
+    Each check is one ``get`` on a treq ``HTTPClient`` built once, over an agent of our own
+    for the service's one origin (:class:`~mucauth.authorize.agent.OriginAgent`: persistent
+    connections, at most ``pool_size``, answers parsed by httptools), set up so that treq's
+    per-request layers cost little and change nothing on the wire: a cookie jar that keeps
+    nothing (:class:`_NoCookies`), no content coding (the agent leaves treq's
+    ``Accept-Encoding`` out and never shows a ``Content-Encoding``, so nothing is inflated),
+    a URL already in URI form (:class:`_URIForm`), one
     ``Headers`` object for every check (treq takes it as is; every layer below copies before
     it adds), ``allow_redirects=False`` (no redirect agent), ``unbuffered=True`` (no buffered
     response: :class:`_CappedBody` reads the body, through treq's response wrapper), no
@@ -495,11 +422,15 @@ class HTTPAuthorizer:
         self._pool: CountingConnectionPool | None = None
         self._jar = _NoCookies()
         if http_client is None:
-            self._pool = CountingConnectionPool(reactor, persistent=True)
-            self._pool.maxPersistentPerHost = settings.pool_size
-            endpoints = _EndpointPerServer(reactor, _policy_for(settings), settings.timeout)
-            agent = Agent.usingEndpointFactory(reactor, endpoints, self._pool)
-            http_client = HTTPClient(_IdentityEncoding(agent), cookiejar=self._jar)
+            agent = OriginAgent(
+                reactor,
+                self._url,
+                _policy_for(settings),
+                connect_timeout=settings.timeout,
+                max_connections=settings.pool_size,
+            )
+            self._pool = agent.pool
+            http_client = HTTPClient(agent, cookiejar=self._jar)
         self._client = http_client
         if settings.insecure:
             log.warn(
@@ -516,7 +447,7 @@ class HTTPAuthorizer:
         """Drop idle persistent connections: for shutdown and tests."""
         if self._pool is None:
             return succeed(None)
-        return self._pool.closeCachedConnections()
+        return self._pool.close_idle()
 
     def authorize(self, request: JoinRequest) -> Deferred[Decision]:
         started = self._reactor.seconds()
