@@ -12,9 +12,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
+
 from tests.support.rooms import config_iq, is_result
 from tests.support.stack import StackFixture
 from tests.support.xmpp import ArchivePage, XMPPClient
+
+# Starts a real server: left out by ./dev.sh test --fast (setup.cfg, markers).
+pytestmark = pytest.mark.prosody
 
 RULES: dict[str, Any] = {
     "rules": [

@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
+import pytest
+
 from tests.support.rooms import ADMIN, OWNER, USER, admin_iq, config_iq, is_result
 from tests.support.stack import StackFixture
 from tests.support.xmpp import XMPPClient
+
+# Starts a real server: left out by ./dev.sh test --fast (setup.cfg, markers).
+pytestmark = pytest.mark.prosody
 
 XDATA = "{jabber:x:data}"
 FASTEN = "urn:xmpp:fasten:0"

@@ -12,8 +12,13 @@ import time
 import unittest
 from pathlib import Path
 
+import pytest
+
 from examples._stack import pid_alive
 from tests.support.signals import default_ctrl_c
+
+# Starts a real server: left out by ./dev.sh test --fast (setup.cfg, markers).
+pytestmark = [pytest.mark.prosody, pytest.mark.ejabberd]
 
 DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo.py"
 

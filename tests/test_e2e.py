@@ -24,10 +24,15 @@ import unittest
 from pathlib import Path
 from typing import Any, ClassVar
 
+import pytest
+
 from examples._stack import MucauthProcess, pid_alive, twistd_command
 from tests.support.ports import free_port
 from tests.support.stack import SERVERS, ClassFixture, Stack
 from tests.support.xmpp import JoinResult, XMPPClient
+
+# Starts a real server: left out by ./dev.sh test --fast (setup.cfg, markers).
+pytestmark = [pytest.mark.prosody, pytest.mark.ejabberd]
 
 FIXED_DENY_TEXT = "You are not allowed to enter this room"
 

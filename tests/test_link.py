@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
+import pytest
 from twisted.internet import error, reactor, task
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
@@ -199,6 +200,7 @@ class ReconnectTests(SynchronousTestCase):
         self.assertEqual(self.log.named("authentication_failed"), [])
 
 
+@pytest.mark.prosody
 class ProsodyLinkTests(TestCase):
     """Against a real Prosody: handshake, wrong secret, and a server restart."""
 

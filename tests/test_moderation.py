@@ -10,9 +10,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
+
 from tests.support.rooms import USER, admin_iq, config_iq, is_result, self_item
 from tests.support.stack import StackFixture
 from tests.support.xmpp import JoinResult, XMPPClient
+
+# Starts a real server: left out by ./dev.sh test --fast (setup.cfg, markers).
+pytestmark = [pytest.mark.prosody, pytest.mark.ejabberd]
 
 RULES: dict[str, Any] = {
     "rules": [

@@ -12,11 +12,16 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from tests.support.postgres import PostgresCluster
 from tests.support.rooms import OWNER, config_iq, is_result, self_item
 from tests.support.shards import Shards
 from tests.support.stack import ClassFixture, StackFixture
 from tests.support.xmpp import JoinResult, XMPPClient
+
+# Starts a real server: left out by ./dev.sh test --fast (setup.cfg, markers).
+pytestmark = [pytest.mark.prosody, pytest.mark.ejabberd, pytest.mark.postgresql]
 
 RULES: dict[str, Any] = {"rules": [{"user": "*", "room": "*"}]}
 

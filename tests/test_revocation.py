@@ -13,10 +13,15 @@ import urllib.error
 import urllib.request
 from typing import Any, ClassVar
 
+import pytest
+
 from examples._stack import free_port
 from tests.support.shards import Shards
 from tests.support.stack import ClassFixture, Stack
 from tests.support.xmpp import JoinResult, XMPPClient
+
+# Starts a real server: left out by ./dev.sh test --fast (setup.cfg, markers).
+pytestmark = [pytest.mark.prosody, pytest.mark.ejabberd]
 
 TOKEN = "e2e-admin-token-0123456789"
 EVERYONE: dict[str, Any] = {"rules": [{"user": "*", "room": "*"}]}

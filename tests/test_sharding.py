@@ -17,9 +17,14 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from tests.support.shards import INSTANCES, Shards
 from tests.support.stack import ClassFixture
 from tests.support.xmpp import JoinResult, XMPPTestError
+
+# Starts a real server: left out by ./dev.sh test --fast (setup.cfg, markers).
+pytestmark = pytest.mark.ejabberd
 
 ROOMS = 20
 # How long to wait for something that must NOT happen (a stanza to a dead instance's room).

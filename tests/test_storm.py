@@ -22,9 +22,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import pytest
+
 from examples._loadclient import BurstResult, Connection, connect_many, join_burst
 from tests.support.shards import Shards
 from tests.support.stack import PASSWORD, AuthService, ClassFixture, Stack
+
+# Starts a real server: left out by ./dev.sh test --fast (setup.cfg, markers).
+pytestmark = [pytest.mark.prosody, pytest.mark.ejabberd]
 
 USERS = 200
 BOOKMARKS = 20

@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
+import pytest
 from twisted.application.service import Application, IService
 from twisted.internet import task
 from twisted.internet.defer import Deferred, fail, succeed
@@ -571,6 +572,7 @@ class TwistdCommandTests(SynchronousTestCase):
             " use --logfile, or format = text\n",
         )
 
+    @pytest.mark.prosody
     def test_runs_against_prosody_and_stops_cleanly(self) -> None:
         directory = temp_dir(self)
         prosody = ProsodyServer(directory / "prosody")

@@ -11,8 +11,13 @@ from __future__ import annotations
 
 import sqlite3
 
+import pytest
+
 from tests.support.rooms import OWNER, config_iq, is_result, self_item
 from tests.support.stack import StackFixture
+
+# Starts a real server: left out by ./dev.sh test --fast (setup.cfg, markers).
+pytestmark = pytest.mark.prosody
 
 POISON = "<message xmlns='jabber:client'><x xmlns='urn:a'b'/><body>secret-words</body></message>"
 NUL = "<message xmlns='jabber:client'><body>a\x00b</body></message>"

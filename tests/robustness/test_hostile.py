@@ -18,10 +18,15 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+import pytest
+
 from examples._stack import free_port
 from tests.support.rooms import config_iq, is_result
 from tests.support.stack import ClassFixture, Stack
 from tests.support.xmpp import XMPPClient
+
+# Starts a real server: left out by ./dev.sh test --fast (setup.cfg, markers).
+pytestmark = pytest.mark.prosody
 
 TOKEN = "e2e-hostile-token-0123456789"
 # A reason with a NUL, a terminal escape and a character XML forbids.

@@ -21,6 +21,7 @@ import time
 import unittest
 from typing import Any
 
+import pytest
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.words.protocols.jabber import component as jabber_component
@@ -42,6 +43,7 @@ RULES: dict[str, Any] = {
 NS_MUC = "http://jabber.org/protocol/muc"
 
 
+@pytest.mark.prosody
 class LinkFaultTests(unittest.TestCase):
     def start_stack(self, users: tuple[str, ...] = ("alice", "bob")) -> LinkFaultStack:
         stack = LinkFaultStack(
@@ -178,6 +180,7 @@ class LinkFaultTests(unittest.TestCase):
         self.assert_clean_log(stack)
 
 
+@pytest.mark.prosody
 class HostileTrafficTests(unittest.TestCase):
     """Through a real Prosody, the hostile corpus never costs the component link: an answer
     with a bad ``from`` would make Prosody close the stream for every room at once."""

@@ -16,6 +16,8 @@ import unittest
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from examples._stack import MucauthProcess
 from tests.support.linkfaults import LinkFaultStack
 
@@ -35,6 +37,7 @@ RULES: dict[str, Any] = {
 }
 
 
+@pytest.mark.prosody
 class SecretsThroughTheStackTests(unittest.TestCase):
     def run_stack(self, log_format: str) -> tuple[LinkFaultStack, list[str]]:
         stack = LinkFaultStack(

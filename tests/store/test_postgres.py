@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Generator
 from typing import Any
 
+import pytest
 from twisted.internet import reactor
 from twisted.internet.defer import gatherResults, inlineCallbacks
 from twisted.internet.threads import deferToThread
@@ -25,6 +26,9 @@ from tests.store.contract import ROOM, RoomStoreContract, save
 from tests.store.sql_contract import PASSWORD, SQLStoreContract
 from tests.support.postgres import PostgresCluster
 from tests.support.stack import ClassFixture
+
+# Starts a real server: left out by ./dev.sh test --fast (setup.cfg, markers).
+pytestmark = pytest.mark.postgresql
 
 
 class PostgresStoreTests(
