@@ -14,9 +14,14 @@ import time
 import urllib.request
 from typing import Any, ClassVar
 
+import pytest
+
 from examples._loadclient import BurstResult, Connection, connect_many, join_burst
 from examples._stack import free_port
 from tests.support.stack import PASSWORD, ClassFixture, Stack
+
+# Starts a real server: left out by ./dev.sh test --fast (setup.cfg, markers).
+pytestmark = pytest.mark.prosody
 
 USERS = 20
 ROOMS = 10
