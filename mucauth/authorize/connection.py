@@ -105,18 +105,31 @@ class Response:
         version: tuple[bytes, int, int],
         code: int,
         phrase: bytes,
-        headers: Headers,
         length: int | object,
     ) -> None:
         self.version = version
         self.code = code
         self.phrase = phrase
-        self.headers = headers
         self.length = length
+        self._names: list[bytes] = []
+        self._values: list[bytes] = []
+        self._headers: Headers | None = None
         self._connection: HTTP11Connection | None = connection
         self._protocol: IProtocol | None = None
         self._buffer: list[bytes] = []
         self._ended: Failure | None = None
+
+    @property
+    def headers(self) -> Headers:
+        """The answer's headers, built when first read (a check reads none of them), less any
+        ``Content-Encoding``."""
+        headers = self._headers
+        if headers is None:
+            self._headers = headers = Headers()
+            for name, value in zip(self._names, self._values, strict=True):
+                if name.lower() != b"content-encoding":
+                    headers.addRawHeader(name, value)
+        return headers
 
     def setPreviousResponse(self, response: IResponse) -> None:
         self.previousResponse = response
@@ -233,21 +246,19 @@ class HTTP11Connection(Protocol):
         self.exchange = None
         exchange.connection = None
         self._keep_alive = parser.should_keep_alive()
-        headers = Headers()
         length: int | object = UNKNOWN_LENGTH
         chunked = False
         for name, value in zip(names, values, strict=True):
-            lower = name.lower()
-            if lower == b"content-length":
-                length = _content_length(value)
-            elif lower == b"transfer-encoding":
-                chunked = True
-            elif lower == b"content-encoding":
-                continue
-            headers.addRawHeader(name, value)
+            if len(name) in (14, 17):
+                lower = name.lower()
+                if lower == b"content-length":
+                    length = _content_length(value)
+                elif lower == b"transfer-encoding":
+                    chunked = True
         self._close_delimited = length is UNKNOWN_LENGTH and not chunked and code not in (204, 304)
         version = _VERSIONS.get(parser.get_http_version()) or _version(parser.get_http_version())
-        self._response = response = Response(self, version, code, self._phrase, headers, length)
+        self._response = response = Response(self, version, code, self._phrase, length)
+        response._names, response._values = names, values
         exchange.deferred.callback(response)
 
     def on_body(self, data: bytes) -> None:

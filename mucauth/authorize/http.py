@@ -11,23 +11,16 @@ from __future__ import annotations
 import base64
 import json
 import re
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from hyperlink import EncodedURL
 from OpenSSL import SSL
-from treq.client import HTTPClient
-from treq.cookies import IndexableCookieJar
 from twisted.internet import error as net_error
 from twisted.internet import ssl
-from twisted.internet.defer import (
-    CancelledError,
-    Deferred,
-    DeferredSemaphore,
-    fail,
-    succeed,
-)
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
@@ -46,6 +39,8 @@ from mucauth.authorize.base import (
     IJoinAuthorizer,
     JoinRequest,
 )
+from mucauth.authorize.client import CheckClient
+from mucauth.authorize.client import NoCookies as _NoCookies
 from mucauth.authorize.pool import CountingConnectionPool
 from mucauth.effective import redact_url
 from mucauth.log_setup import LevelLogger
@@ -64,32 +59,34 @@ class BodyTooLargeError(Exception):
 
 
 class _CappedBody(Protocol):
-    """Reads a response body up to a cap, and closes the connection when it must stop early.
+    """Reads a response body up to a cap, for a check; closes the connection when it must
+    stop early (the cap, the deadline, the caller leaving) rather than drain it.
 
-    A body read that cannot be cancelled (treq.content()) lets a server that sends headers and
-    then stalls hold the Deferred and the socket forever. Cancelling ``finished`` drops the
-    connection.
+    A body read that cannot be stopped (treq.content()) lets a server that sends headers and
+    then stalls hold the check and the socket forever.
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, check: _Check) -> None:
         self._limit = limit
+        self._check = check
         self._chunks: list[bytes] = []
         self._size = 0
-        self.finished: Deferred[bytes] = Deferred(lambda _d: self._stop())
         self._done = False
 
-    def _stop(self) -> None:
+    def stop(self, reason: Failure) -> None:
+        if self._done:
+            return
         self._done = True
         if self.transport is not None:
             self.transport.loseConnection()
+        self._check._failed(reason)
 
     def dataReceived(self, data: bytes) -> None:
         if self._done:
             return
         self._size += len(data)
         if self._size > self._limit:
-            self._stop()
-            self.finished.errback(BodyTooLargeError(f"body larger than {self._limit} bytes"))
+            self.stop(Failure(BodyTooLargeError(f"body larger than {self._limit} bytes")))
             return
         self._chunks.append(data)
 
@@ -98,9 +95,9 @@ class _CappedBody(Protocol):
             return
         self._done = True
         if reason.check(ResponseDone, PotentialDataLoss):
-            self.finished.callback(b"".join(self._chunks))
+            self._check.answered(b"".join(self._chunks))
         else:
-            self.finished.errback(reason)
+            self._check._failed(reason)
 
 
 @implementer(IPolicyForHTTPS)
@@ -120,26 +117,6 @@ def _policy_for(settings: HTTPAuthSettings) -> IPolicyForHTTPS:
         certs = load_ca_certificates(settings.ca_file)
         return BrowserLikePolicyForHTTPS(trustRoot=ssl.trustRootFromCertificates(certs))
     return BrowserLikePolicyForHTTPS()
-
-
-class _NoCookies(IndexableCookieJar):
-    """The treq client's cookie jar: it keeps nothing and sends nothing.
-
-    treq's ``HTTPClient`` puts a ``CookieAgent`` over its jar around the agent on every
-    request; there is no option to leave it out. With treq's default jar a ``Set-Cookie`` from
-    the service would come back on every later check, so that one answer could change the next
-    ones: a check must depend on its parameters alone. Emptied of its work, the layer still
-    builds its fake stdlib request (a second parse of the URI, ~10 µs a check).
-    """
-
-    def add_cookie_header(self, request: Any) -> None:
-        return
-
-    def extract_cookies(self, response: Any, request: Any) -> None:
-        return
-
-    def set_cookie(self, cookie: Any) -> None:
-        return
 
 
 class _URIForm(EncodedURL):
@@ -417,10 +394,11 @@ class HTTPAuthorizer:
         )
         if authorization is not None:
             self._headers.setRawHeaders(b"Authorization", [authorization.reveal().encode("utf-8")])
-        self._semaphore = DeferredSemaphore(max(1, settings.pool_size))
+        # Turns: at most pool_size checks ask at once; the others wait in order.
+        self._free = max(1, settings.pool_size)
+        self._queue: deque[_Check] = deque()
         self._on_check = on_check
         self._pool: CountingConnectionPool | None = None
-        self._jar = _NoCookies()
         if http_client is None:
             agent = OriginAgent(
                 reactor,
@@ -430,8 +408,11 @@ class HTTPAuthorizer:
                 max_connections=settings.pool_size,
             )
             self._pool = agent.pool
-            http_client = HTTPClient(agent, cookiejar=self._jar)
+            http_client = CheckClient(agent)
         self._client = http_client
+        # The client's own jar (which keeps nothing), or one like it for an injected client: treq
+        # makes no jar from a dict per check.
+        self._jar = http_client._cookiejar if isinstance(http_client, CheckClient) else _NoCookies()
         if settings.insecure:
             log.warn(
                 "TLS verification is OFF for the authorization service {url} (insecure = true)",
@@ -450,112 +431,22 @@ class HTTPAuthorizer:
         return self._pool.close_idle()
 
     def authorize(self, request: JoinRequest) -> Deferred[Decision]:
-        started = self._reactor.seconds()
-        deadline = started + self._settings.timeout
-        status: list[int] = []  # set once headers arrive, so failures after that can carry it
-        timed_out: list[bool] = []
-        cancelled: list[bool] = []  # the caller gave up (the user left)
-        unexpected: list[Failure] = []
+        check = _Check(self, request)
+        check.timer = self._reactor.callLater(self._settings.timeout, check.expire)
+        if self._free:
+            self._free -= 1
+            check.start()
+        else:
+            self._queue.append(check)
+        return check.decided
 
-        def exchange() -> Deferred[bytes]:
-            if self._reactor.seconds() >= deadline:
-                # The slot came free as this check's own deadline came: asking now would open
-                # a connection only to drop it, and when a hung service's checks expire every
-                # queued check would do so in turn.
-                timed_out.append(True)
-                return fail(CancelledError())
-            response: Deferred[IResponse] = self._client.get(
-                _URIForm.of(_query_url(self._url, request)),
-                headers=self._headers,
-                # The client's own jar (which keeps nothing): no jar is made from a dict.
-                cookies=self._jar,
-                allow_redirects=False,
-                unbuffered=True,
-                # Only treq's own timeout= would use it: it keeps treq off the global reactor.
-                reactor=self._reactor,
-            )
-            return response.addCallback(read_body)
-
-        def read_body(response: IResponse) -> Deferred[bytes]:
-            status.append(response.code)
-            reader = _CappedBody(MAX_BODY)
-            response.deliverBody(reader)
-            return reader.finished
-
-        def expire() -> None:
-            # One deadline for queueing, connecting, headers and body: cancelling the chain
-            # aborts whichever step is pending, and with it the connection.
-            timed_out.append(True)
-            body.cancel()
-
-        def answered(data: bytes) -> Decision:
-            if timer.active():
-                timer.cancel()
-            return interpret(status[0], data)
-
-        def failed(failure: Failure) -> Decision:
-            if timer.active():
-                timer.cancel()
-            if timed_out:
-                return Decision.error("timeout", f"no answer in {self._settings.timeout} s")
-            if cancelled:
-                # Whatever the step that was interrupted made of it: a connection attempt
-                # cancelled while resolving the host name fails with DNSLookupError.
-                return Decision.cancelled()
-            kind, reason = _failure_kind(failure)
-            if kind == "internal":
-                unexpected.append(failure)
-            return Decision.error(kind, reason)
-
-        def complete(decision: Decision) -> Decision:
-            decision = decision.with_details(
-                status=status[0] if status else None,
-                latency=max(0.0, self._reactor.seconds() - started),
-                source="http",
-            )
-            self._log(request, decision, unexpected[0] if unexpected else None)
-            if self._on_check is not None:
-                self._on_check(request, decision)
-            return decision
-
-        def cancel(_: Deferred[Decision]) -> None:
-            cancelled.append(True)
-            body.cancel()
-
-        body = self._take_turn(exchange)
-        timer = self._reactor.callLater(self._settings.timeout, expire)
-        # The caller's Deferred is a separate one so its cancellation can be told apart from
-        # the deadline's; cancelling it cancels the exchange, which then fires it.
-        decided: Deferred[Decision] = Deferred(cancel)
-        outcome = body.addCallbacks(answered, failed)
-        outcome.addCallback(complete)
-        outcome.addErrback(_last_resort)
-        outcome.chainDeferred(decided)
-        return decided
-
-    def _take_turn(self, exchange: Callable[[], Deferred[bytes]]) -> Deferred[bytes]:
-        """``self._semaphore.run(exchange)``, without its Deferreds when a slot is free.
-
-        The MUC service never asks for more checks at once than the pool has connections, so
-        a slot is nearly always free; ``run()`` still wraps every check in the acquiring
-        Deferred, ``maybeDeferred`` and a chained result (~50k instructions a check in
-        bench/instructions.py). Here a free slot is taken with the semaphore's own
-        ``acquire()`` (which has fired by then) and given back with its ``release()``; a
-        check that has to wait goes through ``run()``, cancellable as before.
-        """
-        semaphore = self._semaphore
-        if not semaphore.tokens:
-            return semaphore.run(exchange)
-        semaphore.acquire()
-        try:
-            body = exchange()
-        except Exception:
-            body = fail()
-        return body.addBoth(self._give_turn_back)
-
-    def _give_turn_back(self, result: Any) -> Any:
-        self._semaphore.release()
-        return result
+    def _turn_ended(self) -> None:
+        """A check that held a turn is done: the next queued one still waiting takes it."""
+        queue = self._queue
+        while queue:
+            if queue.popleft().start():
+                return
+        self._free += 1
 
     def _log(self, request: JoinRequest, decision: Decision, failure: Failure | None) -> None:
         """The HTTP side of a decision: values as fields, never the Authorization value.
@@ -585,6 +476,153 @@ class HTTPAuthorizer:
             events.failure(_FORMAT, failure, **fields)
         else:
             events.debug(_FORMAT, **fields)
+
+
+class _Check:
+    """One check, from its call to its Decision; its steps are its methods.
+
+    A check takes a turn (or waits for one), sends its GET through the client, reads the body
+    with a cap (:class:`_CappedBody`, which reports here), and fires :attr:`decided` once. One
+    deadline covers waiting, connecting, headers and body: :meth:`expire` stops whichever step
+    is under way, and with it the connection. :attr:`decided` is the caller's, so that its
+    cancellation (the user left) is told apart from the deadline's.
+
+    An object per check rather than closures and a chain of Deferreds per check: the first
+    version of this gate spent ~60k instructions a check on those (bench/PROFILE.md).
+    """
+
+    __slots__ = (
+        "auth",
+        "cancelled",
+        "decided",
+        "done",
+        "holding",
+        "pending",
+        "reader",
+        "request",
+        "started",
+        "status",
+        "timed_out",
+        "timer",
+    )
+
+    def __init__(self, auth: HTTPAuthorizer, request: JoinRequest) -> None:
+        self.auth = auth
+        self.request = request
+        self.started: float = auth._reactor.seconds()
+        self.status: int | None = None  # once headers arrive, so later failures carry it
+        self.timed_out = False
+        self.cancelled = False  # the caller gave up (the user left)
+        self.done = False
+        self.holding = False  # holds one of the pool_size turns
+        self.pending: Deferred[Any] | None = None  # the client's, until headers arrive
+        self.reader: _CappedBody | None = None
+        self.timer: Any = None
+        self.decided: Deferred[Decision] = Deferred(self._cancel)
+
+    def start(self) -> bool:
+        """Ask the service, with a turn given; False if this check is over already (it then
+        gives no turn back)."""
+        if self.done:
+            return False
+        auth = self.auth
+        if auth._reactor.seconds() >= self.started + auth._settings.timeout:
+            # The turn came as this check's own deadline came: asking now would open a
+            # connection only to drop it, and when a hung service's checks expire every queued
+            # check would do so in turn.
+            self.timed_out = True
+            self._failed(Failure(CancelledError()))
+            return False
+        self.holding = True
+        try:
+            pending = auth._client.get(
+                _URIForm.of(_query_url(auth._url, self.request)),
+                headers=auth._headers,
+                # The client's own jar (which keeps nothing): no jar is made from a dict.
+                cookies=auth._jar,
+                allow_redirects=False,
+                unbuffered=True,
+                # Only treq's own timeout= would use it: it keeps treq off the global reactor.
+                reactor=auth._reactor,
+            )
+        except Exception:
+            self._failed(Failure())
+            return True
+        if not self.done:
+            self.pending = pending
+        pending.addCallback(self._response).addErrback(self._failed)
+        return True
+
+    def _response(self, response: IResponse) -> None:
+        self.pending = None
+        if self.done:
+            return
+        self.status = response.code
+        self.reader = _CappedBody(MAX_BODY, self)
+        response.deliverBody(self.reader)
+
+    def expire(self) -> None:
+        if not self.done:
+            self.timed_out = True
+            self._stop()
+
+    def _cancel(self, _: Deferred[Decision]) -> None:
+        if not self.done:
+            self.cancelled = True
+            self._stop()
+
+    def _stop(self) -> None:
+        """Abort whichever step is under way; each ends in :meth:`_failed`."""
+        if self.reader is not None:
+            self.reader.stop(Failure(CancelledError()))
+        elif self.pending is not None:
+            self.pending.cancel()
+        else:
+            self._failed(Failure(CancelledError()))  # still waiting for a turn
+
+    def answered(self, body: bytes) -> None:
+        if not self.done:
+            self._decide(interpret(self.status or 0, body), None)
+
+    def _failed(self, failure: Failure) -> None:
+        if self.done:
+            return
+        if self.timed_out:
+            decision = Decision.error("timeout", f"no answer in {self.auth._settings.timeout} s")
+        elif self.cancelled:
+            # Whatever the step that was interrupted made of it: a connection attempt
+            # cancelled while resolving the host name fails with DNSLookupError.
+            decision = Decision.cancelled()
+        else:
+            kind, reason = _failure_kind(failure)
+            self._decide(Decision.error(kind, reason), failure if kind == "internal" else None)
+            return
+        self._decide(decision, None)
+
+    def _decide(self, decision: Decision, unexpected: Failure | None) -> None:
+        self.done = True
+        self.pending = None
+        self.reader = None
+        auth = self.auth
+        timer = self.timer
+        if timer is not None and timer.active():
+            timer.cancel()
+        if self.holding:
+            self.holding = False
+            auth._turn_ended()
+        try:
+            decision = decision.with_details(
+                status=self.status,
+                latency=max(0.0, auth._reactor.seconds() - self.started),
+                source="http",
+            )
+            auth._log(self.request, decision, unexpected)
+            if auth._on_check is not None:
+                auth._on_check(self.request, decision)
+        except Exception:
+            # Keeps the "never errbacks" promise should the code above itself fail.
+            decision = _last_resort(Failure())
+        self.decided.callback(decision)
 
 
 _FORMAT = (

@@ -441,6 +441,23 @@ class TreqTests(AgentCase):
         self.assertEqual(peer.requests[0].split(b"\r\n")[0], b"GET /muc/auth?a=%20b HTTP/1.1")
         self.assertNotIn(b"Accept-Encoding", peer.requests[0])  # no content coding offered
 
+    async def test_response_headers_less_any_content_encoding(self) -> None:
+        server = self.serve(
+            answer(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
+                b"X-Two: a\r\nX-Two: b\r\nContent-Length: 17\r\n\r\n" + YES
+            )
+        )
+        agent = self.agent(server)
+        response = await agent.request(b"GET", agent_url(agent, "/"))
+        self.assertEqual(await readBody(response), YES)
+        self.assertEqual((response.code, response.phrase, response.length), (200, b"OK", 17))
+        self.assertEqual(response.version, (b"HTTP", 1, 1))
+        headers = response.headers
+        self.assertEqual(headers.getRawHeaders(b"content-type"), [b"application/json"])
+        self.assertEqual(headers.getRawHeaders(b"x-two"), [b"a", b"b"])
+        self.assertFalse(headers.hasHeader(b"Content-Encoding"))
+
     async def test_other_origins_and_bodies_are_refused(self) -> None:
         server = self.serve(answer())
         agent = self.agent(server)
