@@ -3,7 +3,12 @@
 #   ./dev.sh demo    install what is missing, then run Prosody + auth service + mucauth, and show
 #                    an allowed and a refused join
 #   ./dev.sh test    install what is missing, then lint, run a few seconds of the suite under
-#                    trial, and the whole suite under pytest (CI reads pytest's closing line)
+#                    trial, the whole suite under pytest (CI reads pytest's closing line), and
+#                    build the docs
+#   ./dev.sh test --fast
+#                    Python dependencies only (no apt): every test that starts no Prosody,
+#                    ejabberd or PostgreSQL, property tests with fewer examples
+#   ./dev.sh docs    build the HTML docs into docs/_build/html (warnings are errors)
 #   ./dev.sh bench   install what is missing, then run the join benchmark
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -45,7 +50,7 @@ install_python() {
         # compat mode: a plain editable install hides twisted/plugins/ from twistd's plugin scan.
         # pip's chatter (setuptools warns about that mode) goes to a file, shown only on failure.
         if ! { "$VENV/bin/pip" install -q --upgrade pip &&
-               "$VENV/bin/pip" install -q -e '.[test]' --config-settings editable_mode=compat
+               "$VENV/bin/pip" install -q -e '.[test,docs]' --config-settings editable_mode=compat
              } >"$VENV/pip.log" 2>&1; then
             cat "$VENV/pip.log" >&2
             echo "installing into $VENV failed (log above, also in $VENV/pip.log)" >&2
@@ -57,10 +62,22 @@ install_python() {
 
 cmd=${1:-}
 shift || true
+build_docs() {
+    echo "== docs"
+    # -W: warnings are errors; -n: every reference within the docs must resolve.
+    "$VENV/bin/sphinx-build" -q -W -n --keep-going -b html docs docs/_build/html
+}
+
 case "$cmd" in
     setup)
         install_system; install_python ;;
     test)
+        if [ "${1:-}" = "--fast" ]; then
+            shift
+            install_python
+            echo "== pytest --fast (no server tests; ./dev.sh test runs them all)"
+            exec "$VENV/bin/python" -m pytest --fast "$@"
+        fi
         install_system; install_python
         echo "== ruff"
         "$VENV/bin/ruff" check .
@@ -72,8 +89,12 @@ case "$cmd" in
         echo "== trial (a subset)"
         "$VENV/bin/python" -m twisted.trial --reporter=text \
             tests.authorize tests.test_auth_service.RulesFileTests tests.test_zz_leftovers
+        build_docs
         echo "== pytest"
         exec "$VENV/bin/python" -m pytest "$@" ;;
+    docs)
+        install_python; build_docs
+        echo "docs/_build/html/index.html" ;;
     demo)
         install_system; install_python
         exec "$VENV/bin/python" examples/demo.py "$@" ;;
@@ -81,5 +102,5 @@ case "$cmd" in
         install_system; install_python
         exec "$VENV/bin/python" bench/joins.py "$@" ;;
     *)
-        echo "usage: ./dev.sh demo | test [pytest args] | bench" >&2; exit 2 ;;
+        echo "usage: ./dev.sh demo | test [--fast] [pytest args] | docs | bench" >&2; exit 2 ;;
 esac
