@@ -25,6 +25,7 @@ from mucauth.muc.service import MUCService
 from mucauth.settings import AdminAPISettings, MUCSettings, RoomDefaults, Secret
 from mucauth.store import HistoryRecord, MemoryRoomStore
 from tests.muc.support import ROOM, SERVICE, message, presence
+from tests.support.openapi import check_answer
 
 TOKEN = "admin-T0KEN-for-the-tests-only"
 
@@ -99,7 +100,10 @@ class AdminAPITestCase(TestCase):
         response = await self.client.request(method, self.url + path, headers=headers, data=data)
         content = await treq.content(response)
         self.assertEqual(response.headers.getRawHeaders("content-type"), ["application/json"])
-        return response.code, json.loads(content)
+        answer = json.loads(content)
+        # Every answer fits docs/reference/openapi.json (path, method, status and body).
+        self.assertEqual(check_answer(method, path, response.code, answer), [])
+        return response.code, answer
 
     def occupants(self, room: str = ROOM) -> list[str]:
         found = self.muc.rooms.get(next(j for j in self.muc.rooms if j.full() == room))
