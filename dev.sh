@@ -84,7 +84,7 @@ case "$cmd" in
         "$VENV/bin/ruff" format --check .
         echo "== mypy"
         "$VENV/bin/mypy"
-        # The suite also runs under trial (README.rst, "Tests"); a few seconds of it show that
+        # The suite also runs under trial (docs/contributing.rst); a few seconds of it show that
         # trial still collects and runs both kinds of test class, and its leftover check.
         echo "== trial (a subset)"
         "$VENV/bin/python" -m twisted.trial --reporter=text \

@@ -19,7 +19,7 @@ without SQL.
 Every request needs ``Authorization: Bearer <token>``; a wrong or missing one is 401 (compared
 in constant time, never logged, nor the header). JSON in and out, errors as ``{"error": ...}``
 with the fitting status, request bodies cut off at :data:`MAX_BODY` (413). Each process serves
-its own rooms: with several behind ejabberd's balancing, ask each (README.rst, "Admin API").
+its own rooms: with several behind ejabberd's balancing, ask each (docs/reference/admin-api.rst).
 
 Built on ``twisted.web``; it knows the MUC service only through its public methods.
 """

@@ -67,7 +67,7 @@ class Options(usage.Options):
     longdesc = (
         "An XEP-0045 Multi-User Chat service, run as an XEP-0114 external component, that lets"
         " users into a room only when an HTTP service says yes. Every setting lives in the"
-        " configuration file; see README.rst for each key."
+        " configuration file; docs/reference/configuration.rst lists each key."
     )
     optParameters = [["config", "c", "tap.conf", "The configuration file (INI)."]]
 
