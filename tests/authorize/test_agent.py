@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from treq.client import HTTPClient
+from treq.response import _Response
 from twisted.internet import reactor, task
 from twisted.internet.defer import CancelledError, Deferred, DeferredList
 from twisted.internet.protocol import Factory, Protocol
@@ -23,6 +24,7 @@ from twisted.words.protocols.jabber.jid import JID
 
 from mucauth.authorize.agent import OriginAgent
 from mucauth.authorize.base import JoinRequest
+from mucauth.authorize.client import CheckClient
 from mucauth.authorize.http import HTTPAuthorizer
 from mucauth.settings import HTTPAuthSettings
 
@@ -457,6 +459,22 @@ class TreqTests(AgentCase):
         self.assertEqual(headers.getRawHeaders(b"content-type"), [b"application/json"])
         self.assertEqual(headers.getRawHeaders(b"x-two"), [b"a", b"b"])
         self.assertFalse(headers.hasHeader(b"Content-Encoding"))
+
+    async def test_check_client_answers_as_treq_does(self) -> None:
+        """The check's client skips treq's layers for the check's arguments only; either way
+        the answer is treq's response type, and the request on the wire is the same."""
+        server = self.serve(answer(OK))
+        client = CheckClient(self.agent(server))
+        headers = Headers({b"Accept": [b"application/json"]})
+        direct = await client.get(
+            server.url + "?a=1", headers=headers, allow_redirects=False, unbuffered=True
+        )
+        through_treq = await client.get(server.url + "?a=1", headers=headers)
+        for response in (direct, through_treq):
+            self.assertIsInstance(response, _Response)
+            self.assertEqual(await response.content(), YES)
+        first, second = [r for peer in server.peers for r in peer.requests]
+        self.assertEqual(first, second)
 
     async def test_other_origins_and_bodies_are_refused(self) -> None:
         server = self.serve(answer())
