@@ -1,5 +1,12 @@
 """Join benchmark behind ejabberd: one mucauth process, then N sharing the component domain.
 
+``--cluster`` runs two clustered ejabberd nodes instead of one (``tests/support/cluster.py``):
+instance i connects to node i mod 2, load client i logs in to node i mod 2, so most stanzas
+cross from one node to the other; it also measures messages/s (each client alone in a room of
+its own, one groupchat message and its echo at a time) and, with two instances, the failover:
+one instance is killed and started again at once, as a supervisor would, and the time until
+every one of 16 rooms answers a join again is reported.
+
 Run ``.venv/bin/python bench/ejabberd.py --help``. For each instance count (``--instances
 1,2``) it starts, on 127.0.0.1 with run-time ports and thrown away at the end:
 
@@ -29,6 +36,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +47,10 @@ from _processes import check_gate, cpu_seconds, machine_busy_seconds  # noqa: E4
 from examples._ejabberd import EjabberdServer  # noqa: E402
 from examples._loadclient import (  # noqa: E402
     Connection,
+    JoinRefusedError,
     LoopResult,
+    Stanza,
+    StanzaTimeoutError,
     Watchdog,
     Window,
     connect,
@@ -49,6 +60,7 @@ from examples._loadclient import (  # noqa: E402
     percentile,
 )
 from examples._stack import (  # noqa: E402
+    ProcessError,
     free_port,
     mucauth_command,
     start_process,
@@ -56,6 +68,7 @@ from examples._stack import (  # noqa: E402
     wait_for_port,
     write_tap_conf,
 )
+from tests.support.cluster import EjabberdCluster  # noqa: E402
 
 SERVICE = "rooms.localhost"
 PASSWORD = "bench-pw"
@@ -68,7 +81,9 @@ class Run:
     instances: int
     directory: Path
     ejabberd: EjabberdServer
+    cluster: EjabberdCluster | None = None
     children: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    configs: list[Path] = field(default_factory=list)
     mucauth: list[subprocess.Popen[bytes]] = field(default_factory=list)
     auth: subprocess.Popen[bytes] | None = None
     logs: list[Path] = field(default_factory=list)
@@ -78,10 +93,24 @@ class Run:
         self.children.append(process)
         return process
 
+    @property
+    def nodes(self) -> list[EjabberdServer]:
+        return list(self.cluster.nodes) if self.cluster is not None else [self.ejabberd]
+
+    def node_for(self, index: int) -> EjabberdServer:
+        nodes = self.nodes
+        return nodes[index % len(nodes)]
+
+    def component_logins(self) -> int:
+        return sum(node.component_logins() for node in self.nodes)
+
     def stop(self) -> None:
         while self.children:
             stop_process(self.children.pop())
-        self.ejabberd.stop()
+        if self.cluster is not None:
+            self.cluster.stop()
+        else:
+            self.ejabberd.stop()
 
 
 async def wait_authenticated(run: Run, index: int, timeout: float = 20.0) -> None:
@@ -90,7 +119,7 @@ async def wait_authenticated(run: Run, index: int, timeout: float = 20.0) -> Non
     it.)"""
     deadline = now() + timeout
     process, log = run.mucauth[index], run.logs[index]
-    while run.ejabberd.component_logins() <= index:
+    while run.component_logins() <= index:
         if process.poll() is not None or now() > deadline:
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
             raise RuntimeError(f"mucauth {index} did not connect to ejabberd:\n{tail}")
@@ -99,9 +128,12 @@ async def wait_authenticated(run: Run, index: int, timeout: float = 20.0) -> Non
 
 async def set_up(run: Run, args: argparse.Namespace) -> list[Connection]:
     users = [f"load{i}" for i in range(args.clients)] + ["probe"]
-    run.ejabberd.start()
+    if run.cluster is not None:
+        run.cluster.start()
+    else:
+        run.ejabberd.start()
     for user in users:
-        run.ejabberd.register(user, PASSWORD)
+        run.ejabberd.register(user, PASSWORD)  # node 1 of a cluster: the table is shared
     auth_port = free_port()
     run.auth = run.spawn(
         [sys.executable, str(ROOT / "bench" / "authservice.py"), "--port", str(auth_port)],
@@ -109,18 +141,20 @@ async def set_up(run: Run, args: argparse.Namespace) -> list[Connection]:
     )
     wait_for_port(auth_port)
     for index in range(run.instances):
+        node = run.node_for(index)
         config = write_tap_conf(
             run.directory / f"tap-{index}.conf",
             jid=SERVICE,
             host="127.0.0.1",
-            port=run.ejabberd.component_port,
-            secret=run.ejabberd.component_secret,
+            port=node.component_port,
+            secret=node.component_secret,
             url=f"http://127.0.0.1:{auth_port}/muc/join",
             log_level="warn",
             writer="bench/ejabberd.py",
         )
         log = run.directory / f"mucauth-{index}.log"
         run.logs.append(log)
+        run.configs.append(config)
         argv = mucauth_command(config, f"--logfile={log}")
         run.mucauth.append(run.spawn(argv, run.directory / f"mucauth-{index}.console"))
         await wait_authenticated(run, index)
@@ -131,7 +165,11 @@ async def set_up(run: Run, args: argparse.Namespace) -> list[Connection]:
         await check_gate(probe, SERVICE)
     finally:
         probe.close()
-    return await connect_many(host, port, users[: args.clients], PASSWORD)
+    load: list[Connection] = []
+    for n, node in enumerate(run.nodes):  # client i on node i mod (number of nodes)
+        mine = users[: args.clients][n :: len(run.nodes)]
+        load += await connect_many(host, node.c2s_port, mine, PASSWORD)
+    return load
 
 
 def rooms_of(client: int) -> Callable[[int], str]:
@@ -141,7 +179,7 @@ def rooms_of(client: int) -> Callable[[int], str]:
 async def measure(run: Run, args: argparse.Namespace, load: list[Connection]) -> dict[str, float]:
     result = LoopResult()
     window = Window()
-    pids = {"ejabberd": run.ejabberd.process.pid}  # type: ignore[union-attr]
+    pids = {f"ejabberd{n}": node.pid for n, node in enumerate(run.nodes)}
     pids.update({f"mucauth{i}": p.pid for i, p in enumerate(run.mucauth)})
     # Ours too, so that "other %" is only what the rest of the machine did.
     pids.update({"client": os.getpid(), "auth": run.auth.pid})  # type: ignore[union-attr]
@@ -175,27 +213,128 @@ async def measure(run: Run, args: argparse.Namespace, load: list[Connection]) ->
         "p99 ms": percentile(result.latencies, 0.99) * 1000,
         "timeouts": result.timeouts,
         "refused": result.refused,
-        "ejabberd ms/join": used["ejabberd"] * 1000 / joins,
+        "ejabberd ms/join": sum(v for k, v in used.items() if k.startswith("ejabberd"))
+        * 1000
+        / joins,
         "mucauth ms/join": mucauth_cpu * 1000 / joins,
         "client ms/join": used["client"] * 1000 / joins,
         "other %": max(0.0, machine1 - machine0 - ours) * 100 / seconds,
     }
 
 
+def is_echo(msg_id: str, stanza: Stanza) -> bool:
+    return stanza.name == "message" and stanza.attrs.get("id") == msg_id
+
+
+async def message_loop(conn: Connection, room: str, window: Window, sent: list[int]) -> None:
+    """One groupchat message at a time to a room where ``conn`` is alone: the echo is the
+    answer. Counts the echoes that arrive inside the measured window."""
+    n = 0
+    while not window.stop:
+        n += 1
+        msg_id = f"m{n}"
+        echo = conn.expect(partial(is_echo, msg_id))
+        conn.send(
+            f"<message to='{room}' type='groupchat' id='{msg_id}'><body>m {n}</body></message>"
+        )
+        try:
+            stanza = await echo
+        except (StanzaTimeoutError, ConnectionError):
+            continue
+        if window.start <= stanza.received <= (window.end or stanza.received):
+            sent[0] += 1
+
+
+async def measure_messages(
+    run: Run, args: argparse.Namespace, load: list[Connection]
+) -> dict[str, float]:
+    rooms = [f"msg{i}@{SERVICE}" for i in range(len(load))]
+    for conn, room in zip(load, rooms, strict=True):
+        await conn.join(f"{room}/n")
+    window, sent = Window(), [0]
+    with Watchdog(load, args.timeout):
+        tasks = [
+            asyncio.ensure_future(message_loop(c, r, window, sent))
+            for c, r in zip(load, rooms, strict=True)
+        ]
+        try:
+            await asyncio.sleep(args.warmup)
+            window.start = now()
+            await asyncio.sleep(args.duration)
+            window.end = now()
+            window.stop = True
+            await asyncio.wait_for(asyncio.gather(*tasks), args.timeout * 3)
+        finally:
+            for task in tasks:
+                task.cancel()
+    for conn, room in zip(load, rooms, strict=True):
+        await conn.leave(f"{room}/n")
+    return {"messages/s": sent[0] / (window.end - window.start)}
+
+
+async def measure_failover(run: Run, probe: Connection) -> dict[str, float]:
+    """Kill instance 0, start it again at once; seconds until 16 rooms all answer a join."""
+    rooms = [f"fo{i}@{SERVICE}" for i in range(16)]
+    process = run.mucauth[0]
+    logins = run.component_logins()
+    killed = now()
+    process.kill()
+    process.wait()
+    argv = mucauth_command(run.configs[0], f"--logfile={run.logs[0]}")
+    run.mucauth[0] = run.spawn(argv, run.directory / "mucauth-0.console")
+    linked = None
+    waiting = set(rooms)
+    while waiting:
+        if now() - killed > 60:
+            raise ProcessError(f"rooms still silent 60 s after the kill: {sorted(waiting)}")
+        if linked is None and run.component_logins() > logins:
+            linked = now() - killed
+        for room in sorted(waiting):
+            try:
+                await asyncio.wait_for(probe.join(f"{room}/p"), 0.3)
+            except (TimeoutError, StanzaTimeoutError, JoinRefusedError):
+                probe._match = probe._waiter = None  # give up this wait; try again
+                continue
+            await probe.leave(f"{room}/p")
+            waiting.discard(room)
+    return {
+        "link up s": linked if linked is not None else float("nan"),
+        "all rooms s": now() - killed,
+    }
+
+
 async def one_run(instances: int, args: argparse.Namespace, base: Path) -> list[dict[str, float]]:
     directory = base / f"n{instances}"
     directory.mkdir()
-    ejabberd = EjabberdServer(
-        directory / "ejabberd",
-        component_domain=SERVICE,
-        component_number=instances if instances > 1 else None,
-        log_level="info",  # one line per connection, not per stanza
-    )
-    run = Run(instances, directory, ejabberd)
+    balancing = instances if instances > 1 else None
+    cluster = None
+    ejabberd: EjabberdServer
+    if args.cluster:
+        # One slot per instance: a slot nobody holds would drop its rooms' stanzas.
+        cluster = EjabberdCluster(directory / "ejabberd", component_number=balancing)
+        ejabberd = cluster.nodes[0]
+    else:
+        ejabberd = EjabberdServer(
+            directory / "ejabberd",
+            component_domain=SERVICE,
+            component_number=balancing,
+            log_level="info",  # one line per connection, not per stanza
+        )
+    run = Run(instances, directory, ejabberd, cluster)
     try:
         load = await set_up(run, args)
         try:
-            return [await measure(run, args, load) for _ in range(args.repeats)]
+            results = [await measure(run, args, load) for _ in range(args.repeats)]
+            if args.cluster:
+                for result in results:
+                    result.update(await measure_messages(run, args, load))
+                if instances == 2:
+                    probe = await connect("127.0.0.1", run.nodes[1].c2s_port, "probe", PASSWORD)
+                    try:
+                        print(f"failover: {await measure_failover(run, probe)}", file=sys.stderr)
+                    finally:
+                        probe.close()
+            return results
         finally:
             for conn in load:
                 conn.close()
@@ -224,6 +363,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds first (1)")
     parser.add_argument("--repeats", type=int, default=3, help="runs per count; median shown")
     parser.add_argument("--timeout", type=float, default=5.0, help="a wait longer is a timeout")
+    parser.add_argument(
+        "--cluster", action="store_true", help="two clustered ejabberd nodes (see above)"
+    )
     return parser.parse_args(argv)
 
 
