@@ -12,7 +12,9 @@ whichever node the sender is on. What the tests pin down, for the README's "Scal
   affiliations and archive, and the survivor's occupants never notice;
 * a stopped ejabberd node frees the slot of the process connected to it: the other node's
   users keep chatting in the other process's rooms, and the freed rooms answer again once that
-  process reconnects (to its node, when it is back).
+  process reconnects (to its node, when it is back);
+* rooms move only with their slot: a process beyond ``component_number`` never takes one over,
+  so no room is ever served by two processes.
 
 One cluster for the class; the tests run in name order and each leaves the cluster whole.
 """
@@ -24,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from examples._stack import MucauthProcess
 from tests.support.cluster import ClusteredShards
 from tests.support.rooms import config_iq, is_result, self_item
 from tests.support.stack import ClassFixture
@@ -258,3 +261,33 @@ class ClusterTests(ClassFixture):
         self.leave_all(rooms, "alice")
         self.leave_all(behind_node_1, "bob")
         self.leave_all(behind_node_2, "carol")
+
+    def test_4_a_process_beyond_the_slots_takes_nothing_over(self) -> None:
+        """Rooms move only with a slot, and ejabberd gives slots out at the handshake: a third
+        process connected while both slots are held gets no traffic, even once a slot is
+        freed, so it never serves a room alongside (or instead of) its owner."""
+        rooms = [self.shards.room(f"extra-{n}") for n in range(6)]
+        for room in rooms:
+            self.joined("alice", room)
+        owners = {room: self.owner(room) for room in rooms}
+        lost = [r for r in rooms if owners[r] == 0]
+        self.assertTrue(lost, owners)
+        source = self.shards.instances[1]
+        directory = self.shards.directory / "mucauth-extra"
+        directory.mkdir()
+        extra = MucauthProcess(directory, source.config)
+        offset = 0
+        extra.start(lambda: "component link: authenticated" in extra.log_text()[offset:])
+        try:
+            self.shards.crash_instance(0)
+            self.client("carol").send_groupchat(lost[0], "anyone?")
+            with self.assertRaises(XMPPTestError):
+                self.client("alice").wait_message(lost[0], timeout=SILENCE)
+            self.assertNotIn(f"room={lost[0]} ", extra.log_text())
+        finally:
+            extra.stop()
+        self.shards.start_instance(0)
+        for room in lost:
+            self.assertEqual(self.client("alice").self_ping(f"{room}/alice"), "not-acceptable")
+            self.joined("alice", room)
+        self.leave_all(rooms, "alice")
