@@ -198,9 +198,7 @@ class Moderation:
             return
         bare, affiliation = change.bare, change.affiliation
         self._log(room, sender, bare, f"affiliation {affiliation}", change.reason)
-        changed = room.set_affiliation(bare, affiliation)
-        if core.keeper is not None:
-            core.keeper.affiliation(room, bare, affiliation)
+        changed = core.rooms.set_affiliation(room, bare, affiliation)
         if changed is None:
             return
         if affiliation == "outcast":

@@ -81,9 +81,9 @@ Reply = Callable[[Deferred[Any], domish.Element, Context], None]
 
 
 def archives(room: Room, core: Core) -> bool:
-    """Whether ``room`` keeps an archive now: persistent, logging, and a store to keep it."""
+    """Whether ``room`` keeps an archive now: persistent and logging."""
     config = room.config
-    return core.keeper is not None and config.persistent and config.logging
+    return config.persistent and config.logging
 
 
 def stanza_id_element(room: Room, archive_id: str) -> domish.Element:
@@ -344,7 +344,6 @@ class Archive:
         self, room: Room, iq: domish.Element, context: Context
     ) -> Deferred[domish.Element | None]:
         core = self._core
-        assert core.keeper is not None
         payload = iq.firstChildElement()
         user = context.sender
         occupant = room.occupant_for(user)
@@ -353,7 +352,7 @@ class Archive:
             payload, room, sees_real_jids=sees, max_page=core.settings.archive.max_page
         )
         query_id = payload.getAttribute("queryid")
-        d = core.keeper.store.query_archive(room.jid.userhost(), query)
+        d = core.rooms.store.query_archive(room.jid.userhost(), query)
         d.addTimeout(core.settings.load_timeout, core.clock)
 
         def answer(page: ArchivePage) -> domish.Element:
@@ -363,8 +362,9 @@ class Archive:
                 try:
                     result = forwarded(current, record, user, query_id, real_jid=sees)
                 except UnreadableError as e:  # left out; the page's bounds still page past it
-                    assert core.keeper is not None
-                    core.keeper.unreadable(room.jid.full(), "message", record.stanza_id, str(e))
+                    core.rooms.keeper.unreadable(
+                        room.jid.full(), "message", record.stanza_id, str(e)
+                    )
                     continue
                 core.send(result)
             fin = domish.Element((NS_MAM, "fin"))
@@ -384,8 +384,7 @@ class Archive:
 
     def _metadata(self, room: Room) -> Deferred[domish.Element | None]:
         core = self._core
-        assert core.keeper is not None
-        d = core.keeper.store.archive_bounds(room.jid.userhost())
+        d = core.rooms.store.archive_bounds(room.jid.userhost())
         d.addTimeout(core.settings.load_timeout, core.clock)
         return d.addCallbacks(metadata, self._read_failed, errbackArgs=(room,))
 

@@ -1,16 +1,16 @@
 """What every part of the service shares: the rooms, the clock, the way out, and refusals.
 
-The service is split by concern (``join.py``, ``presence.py``, ``messages.py``, ``iq.py``,
-``disco.py``); each part holds a :class:`Core` instead of a reference to the Wokkel handler,
-so a part can be read, and tested, without the stream plumbing around it.
+The rooms themselves are the registry's (``registry.py``): parts read ``Core.rooms`` and
+change rooms through its methods. The service is split by concern (``join.py``,
+``presence.py``, ``messages.py``, ``iq.py``, ``disco.py``); each part holds a :class:`Core`
+instead of a reference to the Wokkel handler, so a part can be read, and tested, without the
+stream plumbing around it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger, LogLevel
@@ -19,26 +19,17 @@ from twisted.words.xish import domish
 
 from mucauth.log_setup import LevelLogger
 from mucauth.muc import errors, stanzas
-from mucauth.muc.directory import RoomIndex, RoomTable
-from mucauth.muc.incoming import Address
+from mucauth.muc.directory import RoomIndex
+from mucauth.muc.incoming import Context
+from mucauth.muc.registry import RoomRegistry
 from mucauth.muc.room import Occupant, Room
 from mucauth.settings import ErrorCondition, MUCSettings
-
-if TYPE_CHECKING:
-    from mucauth.muc.persist import Keeper
+from mucauth.store.base import IRoomStore
 
 __all__ = ["LOG_NAMESPACE", "Context", "Core"]
 
 # Every part logs under the service's name, the one operators filter on (and always did).
 LOG_NAMESPACE = "mucauth.muc.service.MUCService"
-
-
-@dataclass
-class Context:
-    """Who sent a stanza and where to: parsed once, by the service, for every part."""
-
-    sender: JID
-    address: Address
 
 
 class Core:
@@ -50,18 +41,19 @@ class Core:
         clock: IReactorTime,
         send: Callable[[domish.Element], None],
         log_level: LogLevel = LogLevel.debug,
+        store: IRoomStore | None = None,
     ) -> None:
+        """``store`` keeps persistent rooms; an in-memory one stands in for None."""
         self.settings = settings
         self.clock = clock
         self.send = send
-        # Every room that exists, live or stored: the room list and the bounds on creating.
-        self.index = RoomIndex()
-        self.rooms: dict[JID, Room] = RoomTable(self.index)
-        # The room store's side (persist.Keeper), when the service has a store.
-        self.keeper: Keeper | None = None
         # One logger for the whole service (MUCService.log), whichever part speaks; events
         # below the configured level are dropped before they are built.
         self.log: Logger = LevelLogger(namespace=LOG_NAMESPACE, level=log_level)
+        # Every room that exists, live or stored: the room list and the bounds on creating.
+        self.index = RoomIndex()
+        # The rooms in memory, read by every part, changed only through the registry's methods.
+        self.rooms = RoomRegistry(self, store)
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock.seconds(), UTC)

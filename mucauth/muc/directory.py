@@ -6,11 +6,10 @@ by reading and sorting every room per disco#items cost a third of a second per r
 past some thousands, an answer larger than the XMPP server accepts (it then drops the link).
 So the rooms are indexed once and kept up to date as they change:
 
-* live rooms through :class:`RoomTable`, the service's ``rooms`` mapping, which tells the index
-  when a room enters or leaves memory;
+* live rooms through the room registry (``registry.py``), which tells the index when a room
+  enters or leaves memory, and when its listing (public, name) changes;
 * stored rooms through ``persist.Keeper``: read page by page from the store when the stream
-  comes up, then updated by every save and delete it makes;
-* a room's listing (public, name) when its owner changes the configuration (``iq.py``).
+  comes up, then updated by every save and delete it makes.
 
 A room exists while it is live or stored; the index counts them, in all and per creator, and
 keeps the listed (public) ones sorted by (host, node), so a page is a binary search and a
@@ -29,12 +28,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from twisted.words.protocols.jabber.jid import JID
-
 from mucauth.muc import errors
 from mucauth.muc.room import Room
 
-__all__ = ["Page", "RoomIndex", "RoomTable", "listed_name"]
+__all__ = ["Page", "RoomIndex", "listed_name"]
 
 # Characters XML 1.0 does not allow: a name read back from an old stored row may hold them.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -223,43 +220,3 @@ class RoomIndex:
                 del nodes[at]
             if not nodes:
                 del self._listed[host]
-
-
-class RoomTable(dict[JID, Room]):
-    """The service's live rooms (``Core.rooms``), telling the index as rooms come and go.
-
-    Every way the service adds or removes a room goes through these methods; the others a dict
-    has are refused, so none can bypass the index unnoticed."""
-
-    def __init__(self, index: RoomIndex) -> None:
-        super().__init__()
-        self.index = index
-
-    def __setitem__(self, jid: JID, room: Room) -> None:
-        old = self.get(jid)
-        if old is not None and old is not room:
-            self.index.unloaded(jid.userhost())
-        super().__setitem__(jid, room)
-        self.index.live(room)
-
-    def __delitem__(self, jid: JID) -> None:
-        super().__delitem__(jid)
-        self.index.unloaded(jid.userhost())
-
-    def pop(self, jid: JID, *default: Any) -> Any:  # type: ignore[override]
-        if jid not in self:
-            if default:
-                return default[0]
-            raise KeyError(jid)
-        room = super().pop(jid)
-        self.index.unloaded(jid.userhost())
-        return room
-
-    def clear(self) -> None:
-        for jid in list(self):
-            del self[jid]
-
-    def _refused(self, *args: Any, **kwargs: Any) -> Any:
-        raise TypeError("RoomTable: add and remove rooms by [], del, pop or clear")
-
-    popitem = setdefault = update = __ior__ = _refused  # type: ignore[assignment]

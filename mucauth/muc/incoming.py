@@ -5,6 +5,7 @@ Pure functions over parsed stanzas; the service decides what to do with the resu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -65,6 +66,28 @@ class Address:
         if self.nick is None:
             raise self.error or errors.BadNick("A nickname is required")
         return self.nick
+
+
+@dataclass
+class Context:
+    """Who sent a stanza and where to: parsed once, by the service, for every part."""
+
+    sender: JID
+    address: Address
+
+
+# What handles one kind of stanza once its context is known (presence, message, iq).
+Handler = Callable[[domish.Element, Context], None]
+
+
+@dataclass(frozen=True)
+class Held:
+    """A stanza waiting for something before its handler may see it: its sender's join to
+    be decided (``join.py``), or its room to be read from the store (``persist.py``)."""
+
+    stanza: domish.Element
+    context: Context
+    handler: Handler
 
 
 def _octets(text: str) -> int:

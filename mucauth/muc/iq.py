@@ -153,27 +153,19 @@ class IQs:
                 if occupant.bare == bare:
                     self._presences.broadcast(room, occupant)
         self._moderation.config_changed(room, answer.was_members_only, answer.was_moderated)
-        core.index.changed(room)  # listed or not, and under which name
         codes = answer.status_codes(room)
         if codes:
             for _occupant, session in core.sessions(room):
                 core.send(stanzas.status_message(room, session, codes))
-        keeper = core.keeper
         persistent = room.config.persistent
         if persistent and not answer.was_persistent:
-            if keeper is not None:
-                keeper.persist(room)
-            core.log.info("room made persistent room={room}", room=room.jid.full())
+            core.index.changed(room)  # listed or not, and under which name
+            core.rooms.made_persistent(room)
         elif answer.was_persistent and not persistent:
-            if keeper is not None:
-                keeper.forget(room)
-            core.log.info("room made temporary room={room}", room=room.jid.full())
-            if room.is_empty and not self._gate.has_pending(room.jid):
-                core.rooms.pop(room.jid, None)
-        elif persistent and keeper is not None:
-            keeper.save(room)
-            for bare, affiliation in answer.affiliations:
-                keeper.affiliation(room, bare, affiliation)
+            core.index.changed(room)
+            core.rooms.made_temporary(room)
+        else:
+            core.rooms.changed(room, answer.affiliations)
         return None
 
     def _register(self, iq: domish.Element, context: Context, room: Room | None) -> Answer:

@@ -26,7 +26,8 @@ from twisted.words.xish import domish
 
 from mucauth.authorize.base import Decision, IJoinAuthorizer, JoinRequest
 from mucauth.muc import errors, stanzas
-from mucauth.muc.core import Context, Core
+from mucauth.muc.core import Core
+from mucauth.muc.incoming import Context, Held
 from mucauth.muc.queue import CheckQueue, QueueFullError, Ticket
 from mucauth.settings import ErrorCondition
 
@@ -58,15 +59,6 @@ Key = tuple[JID, JID, str]  # (user's full JID, room, action)
 # Stanzas one joining session may have waiting behind its join; past this they are refused
 # wait/resource-constraint. A client sends a handful (form, disco, a message or two).
 MAX_HELD = 50
-
-
-@dataclass(frozen=True)
-class Held:
-    """A stanza that arrived while its sender's join was being decided, and its handler."""
-
-    stanza: domish.Element
-    context: Context
-    handler: Callable[[domish.Element, Context], None]
 
 
 @dataclass

@@ -85,8 +85,7 @@ class Messages:
             text = str(subject)
             check_text_length("subject", text, core.settings.limits.max_subject_length)
             room.set_subject(context.sender, text, core.now())
-            if core.keeper is not None:
-                core.keeper.save(room)
+            core.rooms.changed(room)
         sizes: list[int] = []
         for _viewer, session in core.sessions(room):
             reflected = stanzas.groupchat_message(
@@ -110,8 +109,7 @@ class Messages:
                 sizes[0] if sizes else 0,
             )
             room.add_history(entry)
-            if core.keeper is not None:
-                core.keeper.message(room, entry, context.sender)
+            core.rooms.message(room, entry, context.sender)
 
     def _private(
         self, room: Room | None, nick: str, message: domish.Element, context: Context

@@ -38,26 +38,29 @@ import base64
 import binascii
 import dataclasses
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred
-from twisted.internet.task import LoopingCall
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.words.protocols.jabber.jid import JID, InvalidFormat
 from twisted.words.xish import domish
 
 from mucauth.muc import errors
-from mucauth.muc.core import Context, Core
+from mucauth.muc.directory import RoomIndex
 from mucauth.muc.inbound import ElementStream
-from mucauth.muc.join import Held
+from mucauth.muc.incoming import Context, Held
 from mucauth.muc.room import Affiliation, HistoryEntry, Room, RoomConfig, Subject
 from mucauth.muc.xml import serialize
+from mucauth.settings import MUCSettings
 from mucauth.store.base import HistoryRecord, IRoomStore, RoomRecord, RoomSummary, Tombstone
 
 __all__ = [
     "MAX_WAITING",
+    "Host",
     "Keeper",
     "Stored",
     "UnreadableError",
@@ -72,9 +75,6 @@ __all__ = [
 
 # Stanzas one room's read may hold; past that the room is being flooded while the store is slow.
 MAX_WAITING = 500
-# Seconds between sweeps for stored rooms read back without anyone joining (a disco or archive
-# query): empty, they leave memory again, as a room does when its last occupant leaves.
-SWEEP_INTERVAL = 60.0
 # Stored rooms per read when the room index (``directory.py``) is filled as the stream comes up:
 # short reads, so the writes and room loads of the first moments are not held up behind one.
 INDEX_PAGE = 1000
@@ -332,25 +332,37 @@ def fallback_room(record: RoomRecord, on_unreadable: OnUnreadable = _ignore) -> 
     )
 
 
+class Host(Protocol):
+    """What the keeper uses of the service's shared parts (``core.Core``)."""
+
+    settings: MUCSettings
+    clock: IReactorTime
+    log: Logger
+    index: RoomIndex
+
+    def refuse(self, stanza: domish.Element, context: Context, error: errors.MUCError) -> None: ...
+
+
 class Keeper:
     """The service's side of the room store: writes of persistent rooms, reads of rooms not
     in memory, and the stanzas waiting for those reads."""
 
     def __init__(
         self,
-        core: Core,
+        core: Host,
         store: IRoomStore,
         *,
-        replay: Callable[[Held], None],
-        busy: Callable[[], set[JID]] = set,
+        live: Container[JID],
+        on_restored: Callable[[Room], None],
     ) -> None:
-        """``busy`` gives the rooms with checks pending (a join to them may be decided any
-        moment: they stay)."""
+        """``live`` are the rooms in memory, which a read must not replace; ``on_restored``
+        takes a room read back into them (the registry, ``registry.py``, is both)."""
         self._core = core
         self._store = store
-        self._replay = replay
-        self._busy = busy
-        self._sweeper: LoopingCall | None = None
+        self._live = live
+        self._on_restored = on_restored
+        # Where a stanza that waited for its room's read goes next (the service sets it).
+        self.replay: Callable[[Held], None] = _drop
         # The JIDs of the stored rooms, once read; None: look for every room.
         self._known: set[str] | None = None
         # Destroyed persistent rooms whose address still answers `gone`, by bare JID.
@@ -374,10 +386,6 @@ class Keeper:
 
     def start(self) -> Deferred[None]:
         """Learn which rooms the store holds (the stream is up; the store is open)."""
-        if self._sweeper is None:
-            self._sweeper = LoopingCall(self.sweep)
-            self._sweeper.clock = self._core.clock
-            self._sweeper.start(SWEEP_INTERVAL, now=False)
         self._known = None  # until the list is read, every room is looked for
         self._read_index()
         # Asked before the room list: until that is read every join waits for a room read,
@@ -448,25 +456,6 @@ class Keeper:
         """The stream is gone: what waits for a read is dropped (its answers could not be
         delivered); reads still out end in nothing."""
         self._loading.clear()
-        if self._sweeper is not None and self._sweeper.running:
-            self._sweeper.stop()
-        self._sweeper = None
-
-    def sweep(self) -> int:
-        """Unload the empty persistent rooms nobody is joining: the store has them. How many."""
-        rooms = self._core.rooms
-        idle = [jid for jid, room in rooms.items() if room.is_empty and room.config.persistent]
-        if not idle:
-            return 0
-        busy = self._busy()
-        unloaded = 0
-        for jid in idle:
-            if jid not in busy:
-                del rooms[jid]
-                unloaded += 1
-        if unloaded:
-            self._core.log.debug("rooms unloaded: {count} empty", count=unloaded)
-        return unloaded
 
     def _done(self, room_jid: JID, waiting: list[Held]) -> bool:
         if self._loading.get(room_jid) is not waiting:
@@ -496,13 +485,13 @@ class Keeper:
         if not self._done(room_jid, waiting):
             return
         core = self._core
-        if record is not None and room_jid not in core.rooms:
+        if record is not None and room_jid not in self._live:
             room = self._restore(record, room_jid)
             if room is None:
                 for held in waiting:
                     core.refuse(held.stanza, held.context, errors.RoomUnloadable())
                 return
-            core.rooms[room_jid] = room
+            self._on_restored(room)
             core.log.info(
                 "room loaded room={room} messages={messages}",
                 room=room_jid.full(),
@@ -511,7 +500,7 @@ class Keeper:
         elif record is None and self._known is not None:
             self._known.discard(room_jid.userhost())
         for held in waiting:
-            self._replay(held)
+            self.replay(held)
 
     def _restore(self, record: RoomRecord, room_jid: JID) -> Room | None:
         """The stored room, without what cannot be read; from its affiliations alone if it
@@ -751,6 +740,10 @@ class Keeper:
         self._core.index.forgotten(jid)
         if self._known is not None:
             self._known.discard(jid)
+
+
+def _drop(held: Held) -> None:
+    """Until the service says where loaded stanzas go (never in service, only in tests)."""
 
 
 def _why(error: Exception) -> str:

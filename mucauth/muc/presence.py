@@ -106,22 +106,16 @@ class Presences:
                     allow_invites=defaults.allow_invites,
                 ),
             )
-            self._core.log.info(
-                "room created room={room} owner={user}", room=room.jid.full(), user=user.full()
-            )
-            if room.config.persistent and core.keeper is not None:
-                core.keeper.persist(room)
         affiliation, role = _standing(pending)
         if affiliation is not None and room.affiliation(user) != affiliation:
             # The HTTP service says who this user is in the room (our extension of the
             # contract): applied before the join, and kept for a persistent room.
-            room.set_affiliation(user.userhost(), affiliation)
-            if core.keeper is not None:
-                core.keeper.affiliation(room, user.userhost(), affiliation)
+            core.rooms.set_affiliation(room, user.userhost(), affiliation)
         if not created:
             room.check_join(user, request.nick)  # taken while we were asking?
         result = room.join(user, request.nick, stanzas.client_children(presence), role=role)
-        core.rooms[room.jid] = room
+        if created:
+            core.rooms.created(room, user)
         occupant = result.occupant
 
         send = core.send
@@ -167,8 +161,7 @@ class Presences:
         """Refuse a join to a destroyed persistent room's address while its tombstone stands
         (``cancel/gone`` with the alternate venue, as Prosody does), so a bookmark moves to
         the new room instead of making an empty one under the old name."""
-        keeper = self._core.keeper
-        tombstone = keeper.tombstone(room_jid) if keeper is not None else None
+        tombstone = self._core.rooms.tombstone(room_jid)
         if tombstone is not None:
             raise errors.RoomGone(
                 tombstone.reason or None,
@@ -297,7 +290,7 @@ class Presences:
         if result.gone:
             self._announce_gone(room, occupant, user, statuses, payload=payload)
         if room.is_empty:
-            self._empty(room)
+            self._core.rooms.emptied(room)
 
     def _announce_gone(
         self,
@@ -355,19 +348,7 @@ class Presences:
         real = sessions[-1] if sessions else None
         self._announce_gone(room, occupant, real, statuses, reason=reason, actor=actor)
         if room.is_empty:
-            self._empty(room)
-
-    def _empty(self, room: Room) -> None:
-        """The last occupant left: a temporary room ends; a persistent one leaves memory, since
-        the store has it (unless a join to it is still being decided, which would find no room
-        and make a new one)."""
-        core = self._core
-        if not room.config.persistent:
-            del core.rooms[room.jid]
-            core.log.info("room destroyed room={room}: empty", room=room.jid.full())
-        elif core.keeper is not None and not self._gate.has_pending(room.jid):
-            del core.rooms[room.jid]
-            core.log.debug("room unloaded room={room}: empty", room=room.jid.full())
+            self._core.rooms.emptied(room)
 
     def destroy(
         self, room: Room, reason: str | None, alternate: JID | None, *, tombstone: bool = True
@@ -379,12 +360,7 @@ class Presences:
         for occupant in room.clear():
             for session in occupant.sessions:
                 core.send(stanzas.destroyed_presence(room, occupant, session, reason, alternate))
-        core.rooms.pop(room.jid, None)
-        if core.keeper is not None:
-            if tombstone:
-                core.keeper.bury(room, alternate, reason)
-            else:
-                core.keeper.forget(room)
+        core.rooms.destroyed(room, alternate, reason, tombstone=tombstone)
         core.log.info(
             "room destroyed room={room}: by its owner{why}",
             room=room.jid.full(),
@@ -478,7 +454,7 @@ class Presences:
                         )
                     )
                     told += 1
-        core.rooms.clear()
+        core.rooms.drop_all()
         return told
 
     # -- broadcast

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.words.protocols.jabber.jid import JID
 
 from mucauth.muc.core import Core
@@ -61,9 +61,7 @@ class Repairs:
         whether more follow: one index range of the store and one sort of the live rooms."""
         core = self._core
         live = {jid.full(): room for jid, room in core.rooms.items()}
-        stored: list[RoomSummary] = []
-        if core.keeper is not None:
-            stored = yield core.keeper.store.list_rooms(after, limit + 1)
+        stored: list[RoomSummary] = yield core.rooms.store.list_rooms(after, limit + 1)
         by_jid = {summary.jid: summary for summary in stored}
         # Stored rooms past the last one read may be missing here: stop the page before them.
         horizon = stored[-1].jid if len(stored) > limit else None
@@ -97,16 +95,13 @@ class Repairs:
         is the operator's repair, which names no alternate venue, and the way to free the
         address of a room its owner destroyed before the tombstone expires."""
         core = self._core
-        keeper = core.keeper
-        stored = False
-        if keeper is not None:
-            stored = yield keeper.store.has_room(jid)
+        stored = yield core.rooms.store.has_room(jid)
         room = core.rooms.get(JID(jid))  # after the read: a load may have finished meanwhile
         if room is not None:
             self._presences.destroy(room, reason, None, tombstone=False)
-        elif keeper is not None and stored:
-            keeper.forget_jid(jid)
-        if keeper is not None and keeper.lift(jid):
+        elif stored:
+            core.rooms.destroyed_stored(jid)
+        if core.rooms.lift_tombstone(jid):
             stored = True
         if room is not None or stored:
             core.log.info(
@@ -119,10 +114,7 @@ class Repairs:
 
     def messages(self, jid: str, after: str | None, limit: int) -> Deferred[Any]:
         """A page of the room's stored messages, oldest first, and whether more follow."""
-        keeper = self._core.keeper
-        if keeper is None:
-            return succeed(([], False))
-        d = keeper.store.query_archive(jid, ArchiveQuery(page_after=after, limit=limit))
+        d = self._core.rooms.store.query_archive(jid, ArchiveQuery(page_after=after, limit=limit))
 
         def listed(page: Any) -> tuple[list[ArchivedMessage], bool]:
             found = []
@@ -160,9 +152,7 @@ class Repairs:
                     or (isinstance(entry.payload, Stored) and entry.payload.archive_id in gone)
                 )
             )
-        if core.keeper is None:
-            return succeed(0)
-        d = core.keeper.store.delete_messages(jid, stanza_ids)
+        d = core.rooms.store.delete_messages(jid, stanza_ids)
 
         def logged(removed: int) -> int:
             core.log.info(

@@ -117,10 +117,7 @@ class RoomRequests:
             if room.affiliation(invitee) == "outcast":
                 raise errors.Forbidden("This user is banned from the room")
             if grants_membership and room.affiliation(invitee) == "none":
-                room.set_affiliation(bare, "member")
-                keeper = self._core.keeper
-                if keeper is not None:
-                    keeper.affiliation(room, bare, "member")
+                self._core.rooms.set_affiliation(room, bare, "member")
             self._remember(room.jid, bare, sender)
             self._core.send(self._forwarded(room, invitee, "invite", sender.userhost(), reason))
             self._core.log.info(

@@ -33,7 +33,7 @@ class Retention:
     def active(self) -> bool:
         settings = self._core.settings
         archive = settings.archive
-        return self._core.keeper is not None and (
+        return (
             archive.max_age > 0 or archive.max_messages > 0 or settings.rooms.tombstone_lifetime > 0
         )
 
@@ -54,8 +54,7 @@ class Retention:
         """One pass of the archive's retention (and the expired tombstones of destroyed rooms
         go, each pass); None when one is running already (or no message is to be pruned)."""
         core = self._core
-        keeper = core.keeper
-        if self._running is not None or keeper is None:
+        if self._running is not None:
             return None
         self._prune_tombstones()
         archive = core.settings.archive
@@ -67,7 +66,7 @@ class Retention:
             cutoff = datetime.fromtimestamp(before, UTC)
             for room in core.rooms.values():
                 room.drop_history_before(cutoff)
-        d = keeper.store.prune_archive(before, keep)
+        d = core.rooms.store.prune_archive(before, keep)
         self._running = d
 
         def done(count: int) -> int:
@@ -94,8 +93,7 @@ class Retention:
         """Expired tombstones out of the store; tombstones are checked for expiry where they
         are read, so this only keeps the table from growing."""
         core = self._core
-        keeper = core.keeper
-        if keeper is None or self._tombstones_running:
+        if self._tombstones_running:
             return
         self._tombstones_running = True
 
@@ -112,4 +110,4 @@ class Retention:
         def finished(_: object) -> None:
             self._tombstones_running = False
 
-        keeper.prune_tombstones().addCallbacks(done, failed).addBoth(finished)
+        core.rooms.keeper.prune_tombstones().addCallbacks(done, failed).addBoth(finished)

@@ -139,8 +139,7 @@ class Retractions:
         if entry is not None:
             self._retract(room, moderator, archive_id, reason, entry)
             return succeed(None)
-        assert core.keeper is not None
-        d = core.keeper.store.find_message(room.jid.userhost(), archive_id)
+        d = core.rooms.store.find_message(room.jid.userhost(), archive_id)
         d.addTimeout(core.settings.load_timeout, core.clock)
 
         def found(record: HistoryRecord | None) -> None:
@@ -195,9 +194,7 @@ class Retractions:
                 len(retracted.toXml()),
             )
             room.replace_history(entry, replaced)
-        keeper = core.keeper
-        assert keeper is not None
-        keeper.retract(room, archive_id, tombstone)
+        core.rooms.retracted(room, archive_id, tombstone)
         self._announce(room, moderator, archive_id, reason, now)
         core.log.info(
             "message retracted room={room} message={message} moderator={moderator}",
@@ -228,10 +225,8 @@ class Retractions:
         children = [retract, apply_to, stanza_id_element(room, notice_id)]
         for _occupant, session in core.sessions(room):
             core.send(_notice(room, session, children))
-        keeper = core.keeper
-        assert keeper is not None
         notice = HistoryEntry(now, "", "", Stored(children, None, notice_id), 0)
-        keeper.message(room, notice, room.jid)
+        core.rooms.message(room, notice, room.jid)
 
 
 def _notice(room: Room, to: JID, children: list[domish.Element]) -> domish.Element:

@@ -185,9 +185,7 @@ class Revocations:
         affiliation: Affiliation | None = decision.affiliation  # type: ignore[assignment]
         role: Role | None = decision.role  # type: ignore[assignment]
         if affiliation is not None and occupant.affiliation != affiliation:
-            room.set_affiliation(occupant.bare, affiliation)
-            if core.keeper is not None:
-                core.keeper.affiliation(room, occupant.bare, affiliation)
+            core.rooms.set_affiliation(room, occupant.bare, affiliation)
             changed = True
         if role is not None and occupant.role != role:
             room.set_role(occupant, role)

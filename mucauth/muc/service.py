@@ -39,15 +39,14 @@ from mucauth.muc import errors
 from mucauth.muc.admin import Moderation
 from mucauth.muc.core import Context, Core
 from mucauth.muc.disco import Disco
+from mucauth.muc.inbound import read_with_our_parser
 from mucauth.muc.incoming import oversized_domain, oversized_part, parse_address, parse_sender
 from mucauth.muc.iq import IQs
 from mucauth.muc.join import DENY_TEXT, FAILURE_TEXT, Held, JoinGate, Key, Pending
-from mucauth.muc.inbound import read_with_our_parser
 from mucauth.muc.limits import check_payload, strip_payload
 from mucauth.muc.liveness import Liveness
 from mucauth.muc.messages import Messages
 from mucauth.muc.outbound import guard
-from mucauth.muc.persist import Keeper
 from mucauth.muc.presence import Presences
 from mucauth.muc.repair import Repairs
 from mucauth.muc.requests import RoomRequests
@@ -88,7 +87,8 @@ class MUCService(XMPPHandler):
         on_removed: Callable[[str, int], None] | None = None,
     ) -> None:
         """``store`` keeps persistent rooms (``persist.py``); open it before the stream comes
-        up, close it after. Without a store a persistent room lasts until the process stops.
+        up, close it after. Without one an in-memory store stands in: a persistent room, and
+        its archive, last until the process stops.
 
         ``max_in_flight`` checks are asked at once; more wait in the join queue (see
         ``queue.py``); tap.py sets it to the HTTP pool's size, which bounds the service's
@@ -111,7 +111,7 @@ class MUCService(XMPPHandler):
 
             clock = reactor  # type: ignore[assignment]
         assert clock is not None
-        self._core = Core(settings, clock, self.send, log_level)
+        self._core = Core(settings, clock, self.send, log_level, store)
         self._gate = JoinGate(
             self._core,
             authorizer,
@@ -123,13 +123,8 @@ class MUCService(XMPPHandler):
             on_queue_wait=on_queue_wait,
             replay=self._replay,
         )
-        if store is not None:
-            self._core.keeper = Keeper(
-                self._core,
-                store,
-                replay=self._replay_loaded,
-                busy=lambda: {key[1] for key in self._gate.pending},
-            )
+        self._core.rooms.keeper.replay = self._replay_loaded
+        self._core.rooms.has_pending = self._gate.has_pending
         self._presences = Presences(self._core, self._gate)
         self._liveness = Liveness(self._core, self.request, self._presences.remove_session)
         moderation = Moderation(self._core, self._presences)
@@ -216,20 +211,17 @@ class MUCService(XMPPHandler):
     @property
     def rooms_loading(self) -> int:
         """Rooms being read back from the store, with stanzas waiting for them."""
-        keeper = self._core.keeper
-        return keeper.loading if keeper is not None else 0
+        return self._core.rooms.keeper.loading
 
     @property
     def unreadable_rows(self) -> int:
         """Stored rows left out since start because they could not be read back (``persist.py``)."""
-        keeper = self._core.keeper
-        return keeper.unreadable_rows if keeper is not None else 0
+        return self._core.rooms.keeper.unreadable_rows
 
     @property
     def unwritable_messages(self) -> int:
         """Messages not stored since start because the serializer refused them."""
-        keeper = self._core.keeper
-        return keeper.unwritable_messages if keeper is not None else 0
+        return self._core.rooms.keeper.unwritable_messages
 
     @property
     def queued_checks(self) -> int:
@@ -279,6 +271,7 @@ class MUCService(XMPPHandler):
         self._liveness.stop()
         self._retention.stop()
         self._rechecker.stop()
+        self._core.rooms.reset()
         self._presences.shutdown_notices()
         for pending in self._gate.cancel_all():
             self._gate.refuse_all(pending, errors.ShuttingDown())
@@ -304,9 +297,8 @@ class MUCService(XMPPHandler):
         self.xmlstream.addObserver("/message", self._observe(self._on_message))
         self.xmlstream.addObserver("/iq", self._observe(self._iqs.on_iq))
         self._liveness.start()
-        if self._core.keeper is not None:
-            self._core.keeper.start()
-            self._retention.start()
+        self._core.rooms.start()
+        self._retention.start()
         self._rechecker.start()
 
     def connectionLost(self, reason: Failure) -> None:
@@ -320,14 +312,11 @@ class MUCService(XMPPHandler):
         self._liveness.stop()
         self._retention.stop()
         self._rechecker.stop()
-        if self._core.keeper is not None:
-            self._core.keeper.reset()
+        self._core.rooms.reset()
         self._iqs.reset()
         rooms = len(self._core.rooms)
         if self.parent is None:  # taken off its stream manager: nowhere to tell anyone
-            for room in self._core.rooms.values():
-                room.clear()
-            self._core.rooms.clear()
+            self._core.rooms.drop_all()
         else:
             told = self._presences.shutdown_notices()
             for each in pending:
@@ -381,7 +370,7 @@ class MUCService(XMPPHandler):
         holds = handler != self._on_presence
         pending = self._gate.pending
         seen = self._liveness.seen
-        keeper = self._core.keeper
+        keeper = self._core.rooms.keeper
         rooms = self._core.rooms
 
         def observer(stanza: domish.Element) -> None:
@@ -397,8 +386,7 @@ class MUCService(XMPPHandler):
                 self._bound(stanza)
                 room_jid = context.address.room
                 if (
-                    keeper is not None
-                    and room_jid is not None
+                    room_jid is not None
                     and room_jid not in rooms
                     and keeper.holds(stanza, context, room_jid, handler)
                 ):
