@@ -194,6 +194,7 @@ class HTTP11Connection(Protocol):
         self._keep_alive = False
         self._close_delimited = False
         self._unsolicited = False
+        self._abandoned = False
         self._names: list[bytes] = []
         self._values: list[bytes] = []
         self._phrase = b""
@@ -215,6 +216,7 @@ class HTTP11Connection(Protocol):
     def abandon(self) -> None:
         """Close now: the answer under way is no longer wanted (cancelled, or its body cut)."""
         self.exchange = None
+        self._abandoned = True
         transport = self.transport
         if transport is not None:
             transport.abortConnection()  # type: ignore[attr-defined]
@@ -274,6 +276,8 @@ class HTTP11Connection(Protocol):
     # From the transport.
 
     def dataReceived(self, data: bytes) -> None:
+        if self._abandoned:
+            return
         if self.exchange is None and self._response is None:
             # Nothing was asked (or the asker is gone): the connection cannot be trusted.
             self._unsolicited = True
@@ -321,7 +325,9 @@ class HTTP11Connection(Protocol):
         told, so that whatever that end sets off can use the connection at once."""
         self._complete = False
         response, self._response = self._response, None
-        if self._keep_alive and not self._unsolicited:
+        if self._abandoned:
+            pass  # closing already: its answer came in the same bytes as its end
+        elif self._keep_alive and not self._unsolicited:
             self._pool.release(self)
         else:
             self.abandon()

@@ -17,7 +17,8 @@ from treq.response import _Response
 from twisted.internet import reactor, task
 from twisted.internet.defer import CancelledError, Deferred, DeferredList
 from twisted.internet.protocol import Factory, Protocol
-from twisted.trial.unittest import TestCase
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import BrowserLikePolicyForHTTPS, readBody
 from twisted.web.http_headers import Headers
 from twisted.words.protocols.jabber.jid import JID
@@ -25,6 +26,7 @@ from twisted.words.protocols.jabber.jid import JID
 from mucauth.authorize.agent import OriginAgent
 from mucauth.authorize.base import JoinRequest
 from mucauth.authorize.client import CheckClient
+from mucauth.authorize.connection import Exchange, HTTP11Connection
 from mucauth.authorize.http import HTTPAuthorizer
 from mucauth.settings import HTTPAuthSettings
 
@@ -494,3 +496,68 @@ class TreqTests(AgentCase):
         response = await agent.request(b"GET", agent_url(agent, "/x?y#frag"))
         self.assertEqual(await readBody(response), YES)
         self.assertEqual(server.peers[0].requests[0].split(b"\r\n")[0], b"GET /x?y HTTP/1.1")
+
+
+class _Pool:
+    """What a connection tells its pool, recorded."""
+
+    def __init__(self) -> None:
+        self.released: list[Any] = []
+        self.lost: list[Any] = []
+
+    def connection_made(self, connection: Any) -> None:
+        pass
+
+    def connection_lost(self, connection: Any) -> None:
+        self.lost.append(connection)
+
+    def release(self, connection: Any) -> None:
+        self.released.append(connection)
+
+    def forget(self, exchange: Any) -> None:
+        pass
+
+
+class ConnectionInMemoryTests(SynchronousTestCase):
+    def connection(self) -> tuple[HTTP11Connection, _Pool, StringTransport]:
+        pool = _Pool()
+        connection = HTTP11Connection(pool)
+        transport = StringTransport()
+        connection.makeConnection(transport)
+        return connection, pool, transport
+
+    def test_a_connection_closed_by_its_reader_is_not_offered_again(self) -> None:
+        """The reader stops the body (its cap, the deadline) in the same bytes as the answer
+        ends: the connection is closing, and must not go back to the pool."""
+        connection, pool, transport = self.connection()
+        exchange = Exchange(pool, b"GET / HTTP/1.1\r\n\r\n", retry=True)
+        connection.send(exchange)
+        self.assertEqual(transport.value(), b"GET / HTTP/1.1\r\n\r\n")
+
+        class Stop(Protocol):
+            def dataReceived(self, data: bytes) -> None:
+                self.transport.stopProducing()  # type: ignore[union-attr]
+
+        exchange.deferred.addCallback(lambda response: response.deliverBody(Stop()))
+        connection.dataReceived(OK)
+        self.assertEqual(pool.released, [])
+        self.assertTrue(transport.disconnecting)
+
+    def test_a_cancelled_request_s_answer_is_not_read(self) -> None:
+        connection, pool, transport = self.connection()
+        exchange = Exchange(pool, b"GET / HTTP/1.1\r\n\r\n", retry=True)
+        connection.send(exchange)
+        exchange.deferred.cancel()
+        self.failureResultOf(exchange.deferred, CancelledError)
+        connection.dataReceived(OK)
+        self.assertEqual(pool.released, [])
+        self.assertTrue(transport.disconnecting)
+
+    def test_the_body_is_kept_until_it_is_asked_for(self) -> None:
+        connection, pool, _ = self.connection()
+        exchange = Exchange(pool, b"GET / HTTP/1.1\r\n\r\n", retry=True)
+        connection.send(exchange)
+        connection.dataReceived(OK)
+        response = self.successResultOf(exchange.deferred)
+        self.assertEqual(pool.released, [connection])  # before the body is read
+        self.assertEqual(self.successResultOf(readBody(response)), YES)
