@@ -11,15 +11,22 @@ compare it between runs of this script, not with ``bench/joins.py``'s per-join C
 ``python bench/gate.py --client-cpu [checks] [rounds]`` measures the gate's CPU alone: the
 service is ``bench/authservice.py`` in its own process, and this process's CPU time over
 ``checks`` sequential checks (after a warm-up) is printed per round (min, median, max).
+
+``python bench/gate.py --callgrind [checks]`` counts the gate's instructions per check, client
+side alone: the same service in its own process, and this script run twice under ``valgrind
+--tool=callgrind`` (100 warm-up checks, then none or ``checks`` sequential ones, 1,000 by
+default); the difference per check does not move with the host's load, unlike CPU time.
 """
 
 from __future__ import annotations
 
 import gc
+import os
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -141,7 +148,8 @@ async def main(reactor: Any, checks: int, concurrency: int) -> None:
     await port.stopListening()
 
 
-async def client_cpu(reactor: Any, checks: int, rounds: int) -> None:
+def start_service() -> tuple[subprocess.Popen[bytes], int]:
+    """``bench/authservice.py`` in its own process, listening once this returns."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -149,13 +157,79 @@ async def client_cpu(reactor: Any, checks: int, rounds: int) -> None:
         [sys.executable, str(Path(__file__).with_name("authservice.py")), "--port", str(port)],
         stdout=subprocess.DEVNULL,
     )
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.1).close()
+            return service, port
+        except OSError:
+            time.sleep(0.05)
+    service.terminate()
+    sys.exit("bench/authservice.py did not start")
+
+
+async def client_run(reactor: Any, port: int, checks: int, made: int) -> None:
+    """100 warm-up checks, then ``checks`` sequential ones: what --callgrind counts.
+
+    Both runs make the same ``made`` requests first (a JID costs stringprep, which is not the
+    gate's), so that only the checks differ between them.
+    """
+    settings = HTTPAuthSettings(url=f"http://127.0.0.1:{port}/auth", pool_size=10)
+    auth = HTTPAuthorizer(settings, reactor)
+    joins = [request(i) for i in range(100 + made)]
+    for join in joins[: 100 + checks]:
+        decision: Decision = await auth.authorize(join)
+        assert decision.is_allowed, decision
+    await auth.close()
+
+
+def client_instructions(checks: int) -> None:
+    service, port = start_service()
+    totals: list[int] = []
     try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.1).close()
-                break
-            except OSError:
-                await task.deferLater(reactor, 0.05, lambda: None)
+        with tempfile.TemporaryDirectory() as directory:
+            for count in (0, checks):
+                out = os.path.join(directory, f"callgrind.{count}")
+                run = subprocess.run(
+                    [
+                        "valgrind",
+                        "--tool=callgrind",
+                        f"--callgrind-out-file={out}",
+                        sys.executable,
+                        __file__,
+                        "--client-run",
+                        str(port),
+                        str(count),
+                        str(checks),
+                    ],
+                    env=dict(os.environ, PYTHONHASHSEED="0"),
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+                if run.returncode != 0:
+                    sys.exit(f"callgrind run failed:\n{run.stdout}{run.stderr}")
+                with open(out) as f:
+                    totals.append(
+                        next(
+                            int(line.split()[1])
+                            for line in f
+                            if line.startswith(("summary:", "totals:"))
+                        )
+                    )
+    finally:
+        service.terminate()
+        service.wait()
+    per = (totals[1] - totals[0]) / checks
+    print(
+        f"gate instructions per check, client side alone: {per / 1000:,.0f}k"
+        f" ({checks} sequential checks after 100 of warm-up; totals {totals[0]:,} and"
+        f" {totals[1]:,})"
+    )
+
+
+async def client_cpu(reactor: Any, checks: int, rounds: int) -> None:
+    service, port = start_service()
+    try:
         settings = HTTPAuthSettings(url=f"http://127.0.0.1:{port}/auth", pool_size=10)
         auth = HTTPAuthorizer(settings, reactor)
         joins = [request(i) for i in range(checks)]  # JIDs cost stringprep: not the gate's CPU
@@ -191,7 +265,12 @@ if __name__ == "__main__":
     numbers = [int(arg) for arg in sys.argv[1:] if not arg.startswith("-")]
     if "-v" in sys.argv:
         globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)])
-    if "--client-cpu" in sys.argv:
+    if "--client-run" in sys.argv:
+        port, checks, made = numbers[:3]
+        task.react(client_run, (port, checks, made))
+    elif "--callgrind" in sys.argv:
+        client_instructions((*numbers, 1000)[0])
+    elif "--client-cpu" in sys.argv:
         checks, rounds = (*numbers, 2000, 5)[:2]
         task.react(client_cpu, (checks, rounds))
     else:
