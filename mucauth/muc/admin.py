@@ -14,6 +14,7 @@ the parsing and the lists are written here.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from twisted.words.protocols.jabber.jid import JID, InvalidFormat
@@ -22,6 +23,7 @@ from wokkel.muc import NS_MUC_ADMIN
 
 from mucauth.muc import errors, stanzas
 from mucauth.muc.core import Core
+from mucauth.muc.feature import Feature, IqRequest, Route
 from mucauth.muc.jids import parse_jid
 from mucauth.muc.presence import Presences
 from mucauth.muc.privileges import (
@@ -157,13 +159,22 @@ def list_items(payload: domish.Element, room: Room, sender: JID) -> domish.Eleme
     raise errors.BadRequest("A list request names a role or an affiliation")
 
 
-class Moderation:
+class Moderation(Feature):
     """Makes the changes ``read_changes`` accepted, and those of the owner's form that move
     occupants (members-only, moderated), and tells the room."""
 
     def __init__(self, core: Core, presences: Presences) -> None:
         self._core = core
         self._presences = presences
+
+    def routes(self) -> Iterable[Route]:
+        yield Route("room", "get", NS_MUC_ADMIN, self._on_iq)
+        yield Route("room", "set", NS_MUC_ADMIN, self._on_iq)
+
+    def _on_iq(self, request: IqRequest) -> domish.Element | None:
+        return self.on_admin(
+            request.kind, request.payload, request.existing_room, request.context.sender
+        )
 
     def on_admin(
         self, kind: str, payload: domish.Element, room: Room, sender: JID

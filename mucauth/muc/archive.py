@@ -17,7 +17,7 @@ query and its answer are read and written here by hand.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,9 +31,11 @@ from wokkel.muc import NS_MUC_USER
 from mucauth.authorize.base import JoinRequest
 from mucauth.muc import errors
 from mucauth.muc.core import Context, Core
+from mucauth.muc.feature import ANSWERED, Answer, Feature, IqRequest, Route
 from mucauth.muc.incoming import child_ns
 from mucauth.muc.jids import occupant_address
 from mucauth.muc.join import JoinGate, Pending
+from mucauth.muc.owner import read_bool
 from mucauth.muc.persist import UnreadableError, readable_message
 from mucauth.muc.room import Room
 from mucauth.muc.rsm import NS_RSM, page_request
@@ -250,8 +252,9 @@ def metadata(bounds: tuple[HistoryRecord, HistoryRecord] | None) -> domish.Eleme
     return element
 
 
-class Archive:
-    """MAM iqs to a room: who may ask, the query read from the store, the answer."""
+class Archive(Feature):
+    """MAM iqs to a room: who may ask, the query read from the store, the answer; the
+    room's archive in disco and its ``enablelogging`` field in the owner's form."""
 
     def __init__(self, core: Core, gate: JoinGate, reply: Reply) -> None:
         self._core = core
@@ -260,11 +263,40 @@ class Archive:
         # Queries being answered, by bare JID: one user's flood must not hold the store.
         self._running: dict[str, int] = {}
 
+    def routes(self) -> Iterable[Route]:
+        yield Route("room", "get", NS_MAM, self._on_iq)
+        yield Route("room", "set", NS_MAM, self._on_iq)
+
+    def room_features(self, room: Room) -> Iterable[str]:
+        return (NS_MAM, NS_MAM_EXTENDED, NS_STANZA_ID) if archives(room, self._core) else ()
+
+    def config_fields(self, room: Room) -> Iterable[data_form.Field]:
+        yield data_form.Field(
+            "boolean",
+            var="muc#roomconfig_enablelogging",
+            label="Archive messages",
+            value=room.config.logging,
+        )
+
+    def read_config(self, values: Mapping[str, object]) -> Mapping[str, object]:
+        if "enablelogging" not in values:
+            return {}
+        return {"logging": read_bool("enablelogging", values["enablelogging"])}
+
+    def _on_iq(self, request: IqRequest) -> Answer:
+        self.on_iq(
+            request.stanza,
+            request.kind,
+            request.payload,
+            request.context,
+            request.existing_room,
+        )
+        return ANSWERED
+
     def on_iq(
         self, iq: domish.Element, kind: str, payload: domish.Element, context: Context, room: Room
-    ) -> bool:
-        """Handle a MAM iq; its answer is sent later (``reply``), so this returns nothing to
-        send now (False, as iq.py's NO_REPLY)."""
+    ) -> None:
+        """Handle a MAM iq; its answer is sent later (``reply``)."""
         core = self._core
         if not archives(room, core):
             raise errors.UnsupportedNamespace("This room keeps no archive")
@@ -276,7 +308,6 @@ class Archive:
             self._permitted(iq, context, room, self._metadata)
         else:
             raise errors.BadRequest("Unknown archive request")
-        return False
 
     # -- who may read
 

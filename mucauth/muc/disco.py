@@ -8,6 +8,7 @@ Built from ``wokkel.disco`` (identities, features, items) and ``wokkel.data_form
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -24,39 +25,36 @@ from wokkel.disco import (
     DiscoItems,
 )
 from wokkel.muc import NS_MUC, NS_MUC_ROOMINFO
-from wokkel.ping import NS_PING
 
 from mucauth.muc import errors
-from mucauth.muc.archive import NS_MAM, NS_MAM_EXTENDED, NS_STANZA_ID, archives
 from mucauth.muc.core import Core
 from mucauth.muc.directory import listed_name
+from mucauth.muc.feature import Feature, IqRequest, Route
 from mucauth.muc.incoming import child_ns
-from mucauth.muc.requests import NS_MUC_REQUEST
-from mucauth.muc.retraction import NS_MODERATE, NS_MODERATE_0
 from mucauth.muc.room import Room
 from mucauth.muc.rsm import NS_RSM, PageRequest, page_request, result_set
 from mucauth.muc.stanzas import NS_OCCUPANT_ID
 
-__all__ = ["NS_STABLE_ID", "Disco", "is_disco", "room_info", "service_info"]
+__all__ = ["NS_STABLE_ID", "Disco", "room_info", "service_info"]
 
 NS_STABLE_ID = "http://jabber.org/protocol/muc#stable_id"
 
 InfoItem = Any  # DiscoIdentity | DiscoFeature | data_form.Form; Wokkel is untyped
 
 
-def service_info(name: str) -> list[InfoItem]:
-    features = [NS_MUC, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, NS_STABLE_ID, NS_OCCUPANT_ID]
+def service_info(name: str, extra: Iterable[str] = ()) -> list[InfoItem]:
+    """The service's identity and features; ``extra`` what its features add."""
+    features = [NS_MUC, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_STABLE_ID, NS_OCCUPANT_ID, *extra]
     return [DiscoIdentity("conference", "text", name), *(DiscoFeature(f) for f in features)]
 
 
-def room_info(room: Room, archived: bool = False) -> list[InfoItem]:
-    """``archived``: the room keeps an archive (``archive.archives``), so it offers MAM,
-    stanza ids and moderated retraction."""
+def room_info(room: Room, extra: Iterable[str] = ()) -> list[InfoItem]:
+    """The room's identity, features and ``muc#roominfo`` form; ``extra`` what the service's
+    features add for this room (MAM when it archives, ...)."""
     config = room.config
     features = [
         NS_MUC,
         NS_DISCO_INFO,
-        NS_PING,
         NS_STABLE_ID,
         NS_OCCUPANT_ID,
         "muc_public" if config.public else "muc_hidden",
@@ -65,10 +63,8 @@ def room_info(room: Room, archived: bool = False) -> list[InfoItem]:
         "muc_nonanonymous" if config.non_anonymous else "muc_semianonymous",
         "muc_persistent" if config.persistent else "muc_temporary",
         "muc_passwordprotected" if config.password_protected else "muc_unsecured",
-        NS_MUC_REQUEST,
+        *extra,
     ]
-    if archived:
-        features += [NS_MAM, NS_MAM_EXTENDED, NS_STANZA_ID, NS_MODERATE, NS_MODERATE_0]
     form = data_form.Form(
         "result",
         formNamespace=NS_MUC_ROOMINFO,
@@ -92,25 +88,40 @@ def room_info(room: Room, archived: bool = False) -> list[InfoItem]:
     ]
 
 
-def is_disco(payload: domish.Element) -> bool:
-    return payload.uri in (NS_DISCO_INFO, NS_DISCO_ITEMS) and payload.name == "query"
+class Disco(Feature):
+    """disco#info and disco#items of the service and its rooms, from the live room state and
+    what each of the service's ``features`` adds."""
 
-
-class Disco:
-    """disco#info and disco#items of the service and its rooms, from the live room state."""
-
-    def __init__(self, core: Core) -> None:
+    def __init__(self, core: Core, features: Sequence[Feature]) -> None:
         self._core = core
+        self._features = features
+
+    def routes(self) -> Iterable[Route]:
+        for to in ("service", "room"):
+            for kind in ("get", "set"):  # a set is refused bad-request, here
+                for namespace in (NS_DISCO_INFO, NS_DISCO_ITEMS):
+                    yield Route(to, kind, namespace, self._on_iq, needs_room=False)  # type: ignore[arg-type]
+
+    def _on_iq(self, request: IqRequest) -> domish.Element | Deferred[domish.Element]:
+        if request.payload.name != "query":
+            if request.context.address.room is not None and request.room is None:
+                raise errors.RoomNotFound("No such room")
+            raise errors.UnsupportedNamespace()
+        address = request.context.address
+        target = address.service if address.room is None else address.room
+        return self.answer(request.kind, request.payload, target)
 
     def info(self, target: JID, node: str = "") -> list[InfoItem]:
         if node:
             raise errors.RoomNotFound("No such node")
         if target.user is None:
-            return service_info(self._core.settings.service_name)
+            extra = [f for feature in self._features for f in feature.service_features()]
+            return service_info(self._core.settings.service_name, extra)
         room = self._core.rooms.get(JID(tuple=(target.user, target.host, None)))
         if room is None:
             raise errors.RoomNotFound("No such room")
-        return room_info(room, archives(room, self._core))
+        extra = [f for feature in self._features for f in feature.room_features(room)]
+        return room_info(room, extra)
 
     def items(self, target: JID, node: str = "") -> list[DiscoItem]:
         """The first page of the public rooms, or a room's items (none)."""

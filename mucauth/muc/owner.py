@@ -8,6 +8,7 @@ back for the service to tell the room and the store.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from twisted.words.protocols.jabber.jid import JID, InvalidFormat
@@ -17,6 +18,7 @@ from wokkel.muc import NS_MUC_CONFIG, NS_MUC_OWNER
 
 from mucauth.muc import errors
 from mucauth.muc.errors import BadRequest, ConfigNotAcceptable
+from mucauth.muc.feature import Feature
 from mucauth.muc.incoming import child_ns
 from mucauth.muc.jids import parse_jid
 from mucauth.muc.limits import check_text_length
@@ -30,7 +32,7 @@ from mucauth.muc.stanzas import (
 )
 from mucauth.settings import ALLOW_PM, LimitSettings, RoomDefaults
 
-__all__ = ["ConfigChange", "Destroy", "apply_config", "config_form", "owner_request"]
+__all__ = ["ConfigChange", "Destroy", "apply_config", "config_form", "owner_request", "read_bool"]
 
 F = "muc#roomconfig_"
 _MAX_USERS_OPTIONS = ("10", "20", "30", "50", "100", "none")
@@ -98,13 +100,15 @@ def owner_request(
     sender: JID,
     defaults: RoomDefaults,
     limits: LimitSettings = LimitSettings(),  # noqa: B008  (frozen, shared safely)
+    features: Sequence[Feature] = (),
 ) -> domish.Element | ConfigChange | Destroy | None:
     """A ``muc#owner`` get (the form, returned as the result payload) or set (a submitted or
-    cancelled form, or a destroy request)."""
+    cancelled form, or a destroy request); ``features`` add their own fields to the form."""
     room.require_owner(sender)
     if kind == "get":
         query = domish.Element((NS_MUC_OWNER, "query"))
-        query.addChild(config_form(room, defaults).toElement())
+        extra = [f for feature in features for f in feature.config_fields(room)]
+        query.addChild(config_form(room, defaults, extra).toElement())
         return query
     destroy = child_ns(payload, NS_MUC_OWNER, "destroy")
     if destroy is not None:
@@ -117,7 +121,7 @@ def owner_request(
         return None
     if form.formType != "submit":
         raise BadRequest("Expected a submitted form")
-    return apply_config(room, form, defaults, limits)
+    return apply_config(room, form, defaults, limits, features)
 
 
 def _destroy(element: domish.Element) -> Destroy:
@@ -144,11 +148,13 @@ _BOOLEANS: dict[str, tuple[str, str]] = {
     "moderatedroom": ("moderated", "Only occupants with voice may speak"),
     "allowinvites": ("allow_invites", "Occupants may invite others"),
     "changesubject": ("occupants_may_change_subject", "Occupants may change the subject"),
-    "enablelogging": ("logging", "Archive messages"),
 }
 
 
-def config_form(room: Room, defaults: RoomDefaults) -> data_form.Form:
+def config_form(
+    room: Room, defaults: RoomDefaults, extra: Iterable[data_form.Field] = ()
+) -> data_form.Form:
+    """The owner's form with the room's values; ``extra``: the features' own fields."""
     config = room.config
 
     def boolean(name: str) -> data_form.Field:
@@ -201,7 +207,7 @@ def config_form(room: Room, defaults: RoomDefaults) -> data_form.Form:
                 value=max_users,
                 options=_options({o: _max_users_label(o) for o in options}),
             ),
-            boolean("enablelogging"),
+            *extra,
             data_form.Field(
                 "jid-multi",
                 var=F + "roomowners",
@@ -218,7 +224,8 @@ def config_form(room: Room, defaults: RoomDefaults) -> data_form.Form:
     )
 
 
-def _bool(name: str, value: object) -> bool:
+def read_bool(name: str, value: object) -> bool:
+    """A submitted boolean field's value (``name`` without ``muc#roomconfig_``)."""
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
@@ -261,6 +268,7 @@ def apply_config(
     form: data_form.Form,
     defaults: RoomDefaults,
     limits: LimitSettings = LimitSettings(),  # noqa: B008  (frozen, shared safely)
+    features: Sequence[Feature] = (),
 ) -> ConfigChange:
     """Apply a submitted form; fields this service does not know are ignored."""
     fields = {name[len(F) :]: f for name, f in form.fields.items() if name.startswith(F)}
@@ -276,7 +284,7 @@ def apply_config(
         changes["description"] = description
     for name, (attribute, _label) in _BOOLEANS.items():
         if name in values:
-            changes[attribute] = _bool(name, values[name])
+            changes[attribute] = read_bool(name, values[name])
     if "whois" in values:
         whois = values["whois"]
         if whois not in ("anyone", "moderators"):
@@ -293,6 +301,8 @@ def apply_config(
     if "maxusers" in values:
         raw = str(values["maxusers"] or "").strip().lower()
         changes["max_occupants"] = 0 if raw in ("", "none", "0") else _int("maxusers", raw, low=1)
+    for feature in features:
+        changes.update(feature.read_config(values))
     affiliations = _affiliation_changes(room, fields)
     config = room.config
     before = replace(config)

@@ -21,6 +21,7 @@ written here (Wokkel's muc module only sends invitations).
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable
 
 from twisted.words.protocols.jabber.jid import JID, InvalidFormat
 from twisted.words.xish import domish
@@ -30,6 +31,7 @@ from wokkel.muc import NS_MUC_USER
 from mucauth.muc import errors
 from mucauth.muc.admin import Moderation, RoleChange
 from mucauth.muc.core import Context, Core
+from mucauth.muc.feature import Feature
 from mucauth.muc.incoming import child_ns
 from mucauth.muc.jids import parse_jid
 from mucauth.muc.privileges import check_role_change
@@ -77,7 +79,10 @@ def _user_jid(text: str | None) -> JID:
     return jid
 
 
-class RoomRequests:
+class RoomRequests(Feature):
+    def room_features(self, room: Room) -> Iterable[str]:
+        return (NS_MUC_REQUEST,)
+
     def __init__(self, core: Core, moderation: Moderation) -> None:
         self._core = core
         self._moderation = moderation

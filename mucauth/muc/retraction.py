@@ -16,6 +16,7 @@ Only messages of rooms that archive have ids to name, so only those rooms offer 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 
 from twisted.internet.defer import Deferred, succeed
@@ -26,6 +27,7 @@ from twisted.words.xish import domish
 from mucauth.muc import errors
 from mucauth.muc.archive import archives, stamp, stanza_id_element
 from mucauth.muc.core import Context, Core
+from mucauth.muc.feature import Feature, IqRequest, Route
 from mucauth.muc.incoming import child_ns
 from mucauth.muc.jids import occupant_address
 from mucauth.muc.persist import Stored
@@ -111,11 +113,24 @@ def _reason(parent: domish.Element, uri: str) -> str | None:
     return str(element).strip() or None
 
 
-class Retractions:
+class Retractions(Feature):
     """``<moderate/>`` iqs to a room."""
 
     def __init__(self, core: Core) -> None:
         self._core = core
+
+    def routes(self) -> Iterable[Route]:
+        for kind in ("get", "set"):  # a get is refused bad-request, by the handler
+            for namespace in (NS_MODERATE, NS_FASTEN):
+                yield Route("room", kind, namespace, self._on_iq)  # type: ignore[arg-type]
+
+    def room_features(self, room: Room) -> Iterable[str]:
+        return (NS_MODERATE, NS_MODERATE_0) if archives(room, self._core) else ()
+
+    def _on_iq(self, request: IqRequest) -> Deferred[None]:
+        return self.on_moderate(
+            request.kind, request.payload, request.context, request.existing_room
+        )
 
     def on_moderate(
         self, kind: str, payload: domish.Element, context: Context, room: Room

@@ -37,6 +37,7 @@ from zope.interface import implementer
 from mucauth.authorize.base import Decision, IJoinAuthorizer, JoinRequest
 from mucauth.muc import errors
 from mucauth.muc.admin import Moderation
+from mucauth.muc.archive import Archive
 from mucauth.muc.core import Context, Core
 from mucauth.muc.disco import Disco
 from mucauth.muc.inbound import read_with_our_parser
@@ -47,10 +48,14 @@ from mucauth.muc.limits import check_payload, strip_payload
 from mucauth.muc.liveness import Liveness
 from mucauth.muc.messages import Messages
 from mucauth.muc.outbound import guard
+from mucauth.muc.owner_iq import OwnerRequests
+from mucauth.muc.ping import Ping
 from mucauth.muc.presence import Presences
+from mucauth.muc.registration import Registration
 from mucauth.muc.repair import Repairs
 from mucauth.muc.requests import RoomRequests
 from mucauth.muc.retention import Retention
+from mucauth.muc.retraction import Retractions
 from mucauth.muc.revocation import Forget, Rechecker, RecheckResult, Revocations
 from mucauth.muc.room import Room
 from mucauth.settings import ErrorCondition, MUCSettings
@@ -127,9 +132,23 @@ class MUCService(XMPPHandler):
         self._core.rooms.has_pending = self._gate.has_pending
         self._presences = Presences(self._core, self._gate)
         self._liveness = Liveness(self._core, self.request, self._presences.remove_session)
-        moderation = Moderation(self._core, self._presences)
-        self._messages = Messages(self._core, self._gate, RoomRequests(self._core, moderation))
-        self._disco = Disco(self._core)
+        core, gate, presences = self._core, self._gate, self._presences
+        moderation = Moderation(core, presences)
+        requests = RoomRequests(core, moderation)
+        self._messages = Messages(core, gate, requests)
+        self._iqs = iqs = IQs(core)
+        self._disco = Disco(core, iqs.features)
+        self._registration = Registration(core, gate, authorize_registration=authorize_registration)
+        # The service's features: the iqs each answers, what each adds to disco and to the
+        # owner's form (``feature.py``). One line each.
+        iqs.add(self._disco)
+        iqs.add(Ping())
+        iqs.add(OwnerRequests(core, presences, moderation, iqs.features))
+        iqs.add(moderation)
+        iqs.add(requests)
+        iqs.add(Archive(core, gate, iqs.answer_later))
+        iqs.add(Retractions(core))
+        iqs.add(self._registration)
         self._retention = Retention(self._core)
         self._revocations = Revocations(
             self._core,
@@ -140,14 +159,6 @@ class MUCService(XMPPHandler):
         )
         self._rechecker = Rechecker(self._core, self._revocations, recheck_interval)
         self._repairs = Repairs(self._core, self._presences)
-        self._iqs = IQs(
-            self._core,
-            self._gate,
-            self._disco,
-            self._presences,
-            moderation,
-            authorize_registration=authorize_registration,
-        )
 
     # -- public API
 
@@ -187,11 +198,11 @@ class MUCService(XMPPHandler):
 
     @property
     def authorize_registration(self) -> bool:
-        return self._iqs.authorize_registration
+        return self._registration.authorize_registration
 
     @authorize_registration.setter
     def authorize_registration(self, value: bool) -> None:
-        self._iqs.authorize_registration = value
+        self._registration.authorize_registration = value
 
     @property
     def rooms(self) -> Mapping[JID, Room]:
@@ -295,7 +306,7 @@ class MUCService(XMPPHandler):
     def connectionInitialized(self) -> None:
         self.xmlstream.addObserver("/presence", self._observe(self._on_presence))
         self.xmlstream.addObserver("/message", self._observe(self._on_message))
-        self.xmlstream.addObserver("/iq", self._observe(self._iqs.on_iq))
+        self.xmlstream.addObserver("/iq", self._observe(self._iqs.on_iq, self._iqs.is_routed))
         self._liveness.start()
         self._core.rooms.start()
         self._retention.start()
@@ -360,10 +371,16 @@ class MUCService(XMPPHandler):
             self._messages.on_message(message, context, kind)
 
     def _observe(
-        self, handler: Callable[[domish.Element, Context], None]
+        self,
+        handler: Callable[[domish.Element, Context], None],
+        routed: Callable[[domish.Element, Context], bool] | None = None,
     ) -> Callable[[domish.Element], None]:
         """Wrap a handler so no exception escapes into the stream: domain errors become the
         matching XMPP error, anything else is logged and answered internal-server-error.
+
+        Only what the service routes is marked handled: a stanza it cannot read the addresses
+        of, or one ``routed`` says is not its own (an iq response to the service or a room),
+        stays visible to whatever else observes the stream.
 
         Messages and iqs from a session whose join to the room is still being decided wait
         behind it (``JoinGate.hold``); presences do not: they are what changes the join."""
@@ -376,13 +393,15 @@ class MUCService(XMPPHandler):
         def observer(stanza: domish.Element) -> None:
             if getattr(stanza, "handled", False):
                 return
-            stanza.handled = True  # type: ignore[attr-defined]
             context = None
             try:
                 context = self._context(stanza)
                 if context is None:
                     return
-                seen(context.sender)
+                seen(context.sender)  # whatever it is, its sender is there
+                if routed is not None and not routed(stanza, context):
+                    return
+                stanza.handled = True  # type: ignore[attr-defined]
                 self._bound(stanza)
                 room_jid = context.address.room
                 if (
