@@ -1,6 +1,6 @@
 """Join benchmark behind ejabberd: one mucauth process, then N sharing the component domain.
 
-``--cluster`` runs two clustered ejabberd nodes instead of one (``tests/support/cluster.py``):
+``--cluster`` runs two clustered ejabberd nodes instead of one (``examples/_cluster.py``):
 instance i connects to node i mod 2, load client i logs in to node i mod 2, so most stanzas
 cross from one node to the other; it also measures messages/s (each client alone in a room of
 its own, one groupchat message and its echo at a time) and, with two instances, the failover:
@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 from _processes import check_gate, cpu_seconds, machine_busy_seconds  # noqa: E402
 
+from examples._cluster import EjabberdCluster  # noqa: E402
 from examples._ejabberd import EjabberdServer  # noqa: E402
 from examples._loadclient import (  # noqa: E402
     Connection,
@@ -68,7 +69,6 @@ from examples._stack import (  # noqa: E402
     wait_for_port,
     write_tap_conf,
 )
-from tests.support.cluster import EjabberdCluster  # noqa: E402
 
 SERVICE = "rooms.localhost"
 PASSWORD = "bench-pw"
