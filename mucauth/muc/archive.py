@@ -299,7 +299,7 @@ class Archive(Feature):
         """Handle a MAM iq; its answer is sent later (``reply``)."""
         core = self._core
         if not archives(room, core):
-            raise errors.UnsupportedNamespace("This room keeps no archive")
+            raise errors.NotOffered("This room keeps no archive")
         if payload.name == "query" and kind == "get":
             self._permitted(iq, context, room, lambda current: succeed(query_form()))
         elif payload.name == "query" and kind == "set":
@@ -329,7 +329,7 @@ class Archive(Feature):
         if room.config.members_only and affiliation == "none":
             raise errors.Forbidden("This room's archive is for its members")
         if self._gate.get(user, room.jid, "mam") is not None:
-            raise errors.Overloaded("An archive query to this room is already being authorized")
+            raise errors.AlreadyPending("An archive query to this room is already being authorized")
         request = JoinRequest(user, room.jid, "", iq.getAttribute("id"), action="mam")
 
         def on_allow(pending: Pending) -> None:

@@ -81,9 +81,15 @@ class JoinPending(MUCError):
 
 
 class Overloaded(MUCError):
-    """Too many authorization checks in flight, service-wide or for one user."""
+    """Too much waiting already: authorization checks in flight (service-wide or for one
+    user), stanzas held behind a join or a room's read, iqs relayed to occupants."""
 
     default_text = "Too many pending joins, try again later"
+
+
+class AlreadyPending(MUCError):
+    """The same request is being decided already (a registration, an archive query): the
+    first one's answer is not this one's, so this one is refused, wait/resource-constraint."""
 
 
 class BadRequest(MUCError):
@@ -94,8 +100,13 @@ class NotSupported(MUCError):
     """A well-formed request for something this service does not implement."""
 
 
-class UnsupportedNamespace(MUCError):
-    """An iq payload nobody here understands (RFC 6120: service-unavailable)."""
+class NotOffered(MUCError):
+    """Something this address does not offer (RFC 6120 service-unavailable): messages to the
+    service, the archive of a room that keeps none."""
+
+
+class UnsupportedNamespace(NotOffered):
+    """An iq whose (type, namespace) no feature registered (``iq.py``)."""
 
 
 class NotJoined(MUCError):

@@ -54,7 +54,8 @@ _OVERLOAD_FORMATS = {
     " user={user} room={room} nick={nick}",
 }
 
-Key = tuple[JID, JID, str]  # (user's full JID, room, action)
+# Where a pending check sits in the gate's table: one per (user's full JID, room, action).
+Slot = tuple[JID, JID, str]
 
 # Stanzas one joining session may have waiting behind its join; past this they are refused
 # wait/resource-constraint. A client sends a handful (form, disco, a message or two).
@@ -80,7 +81,7 @@ class Pending:
     on_decided: Callable[[Decision], None] | None = None
 
     @property
-    def key(self) -> Key:
+    def slot(self) -> Slot:
         return (self.request.user, self.request.room, self.request.action)
 
 
@@ -110,7 +111,7 @@ class JoinGate:
         self.failure_condition = failure_condition
         self.show_reason = show_reason
         self._on_decision = on_decision
-        self._pending: dict[Key, Pending] = {}
+        self._pending: dict[Slot, Pending] = {}
         settings = core.settings
         self._queue: CheckQueue[Pending] = CheckQueue(
             core.clock,
@@ -126,7 +127,7 @@ class JoinGate:
     # -- what the service and its other parts read
 
     @property
-    def pending(self) -> Mapping[Key, Pending]:
+    def pending(self) -> Mapping[Slot, Pending]:
         return MappingProxyType(self._pending)
 
     @property
@@ -172,7 +173,7 @@ class JoinGate:
         placeholder = domish.Element((None, "check"))
         pending = Pending(request, placeholder, context, _no_allow, self._clock.seconds())
         pending.on_decided = done.callback
-        if pending.key in self._pending:
+        if pending.slot in self._pending:
             return succeed(Decision.error("overload", "the same check is pending"))
         if not self._submit(pending):
             return succeed(Decision.error("overload", "too many checks pending"))
@@ -182,11 +183,11 @@ class JoinGate:
         """Into the queue; False (logged and counted) past a pending bound."""
         request = pending.request
         # Known before the queue may start it: a check can be decided before submit returns.
-        self._pending[pending.key] = pending
+        self._pending[pending.slot] = pending
         try:
             pending.ticket = self._queue.submit(pending, request.user.userhost())
         except QueueFullError as e:
-            del self._pending[pending.key]
+            del self._pending[pending.slot]
             self._overloaded(request, e.limit, e.count)
             return False
         return True
@@ -238,8 +239,8 @@ class JoinGate:
 
     def _waited_too_long(self, pending: Pending, waited: float) -> None:
         """The queue gave up on ``pending`` (queue_timeout): refused, the authorizer unasked."""
-        if self._pending.get(pending.key) is pending:
-            del self._pending[pending.key]
+        if self._pending.get(pending.slot) is pending:
+            del self._pending[pending.slot]
         request = pending.request
         decision = Decision.error(
             "queue_timeout", f"no free check in {self._queue.timeout:g} s"
@@ -304,16 +305,16 @@ class JoinGate:
             self._core.log.failure("on_decision hook failed")
 
     def _forget(self, pending: Pending) -> bool:
-        """Drop ``pending``; False if it was no longer the current check for its key."""
-        if self._pending.get(pending.key) is not pending:
+        """Drop ``pending``; False if it was no longer the current check for its slot."""
+        if self._pending.get(pending.slot) is not pending:
             return False
-        del self._pending[pending.key]
+        del self._pending[pending.slot]
         if pending.ticket is not None:
             self._queue.release(pending.ticket)
         return True
 
     def _authorizer_failed(self, failure: Failure, pending: Pending) -> None:
-        if failure.check(CancelledError) and self._pending.get(pending.key) is not pending:
+        if failure.check(CancelledError) and self._pending.get(pending.slot) is not pending:
             return None
         self._core.log.failure("authorizer failed instead of answering", failure)
         failed = Decision.error("internal", "authorizer failed").with_details(source="service")

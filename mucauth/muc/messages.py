@@ -34,7 +34,7 @@ class Messages:
     def on_message(self, message: domish.Element, context: Context, kind: str) -> None:
         address = context.address
         if address.is_service:
-            raise errors.UnsupportedNamespace("This service does not accept messages")
+            raise errors.NotOffered("This service does not accept messages")
         room_jid = address.require_room()
         room = self._core.rooms.get(room_jid)
         if address.is_room:

@@ -49,7 +49,7 @@ class Registration(Feature):
         sender = request.context.sender
         if self._gate.get(sender, room.jid, "register") is not None:
             # The pending check answers its own iq; this one needs an answer of its own.
-            raise errors.Overloaded("A registration request for this room is already pending")
+            raise errors.AlreadyPending("A registration request for this room is already pending")
         iq = request.stanza
         check = JoinRequest(sender, room.jid, nick, iq.getAttribute("id"), action="register")
 

@@ -138,7 +138,7 @@ class Retractions(Feature):
         """A ``<moderate/>`` (version 0.3) or ``<apply-to/>`` (version 0.2) iq to the room."""
         core = self._core
         if not archives(room, core):
-            raise errors.UnsupportedNamespace("This room keeps no archive to moderate")
+            raise errors.NotOffered("This room keeps no archive to moderate")
         if kind != "set":
             raise errors.BadRequest("Moderation is an iq set")
         read = read_apply_to if payload.uri == NS_FASTEN else read_moderate

@@ -43,7 +43,7 @@ from mucauth.muc.disco import Disco
 from mucauth.muc.inbound import read_with_our_parser
 from mucauth.muc.incoming import oversized_domain, oversized_part, parse_address, parse_sender
 from mucauth.muc.iq import IQs
-from mucauth.muc.join import DENY_TEXT, FAILURE_TEXT, Held, JoinGate, Key, Pending
+from mucauth.muc.join import DENY_TEXT, FAILURE_TEXT, Held, JoinGate, Pending, Slot
 from mucauth.muc.limits import check_payload, strip_payload
 from mucauth.muc.liveness import Liveness
 from mucauth.muc.messages import Messages
@@ -209,7 +209,7 @@ class MUCService(XMPPHandler):
         return MappingProxyType(self._core.rooms)
 
     @property
-    def pending(self) -> Mapping[Key, Pending]:
+    def pending(self) -> Mapping[Slot, Pending]:
         """Checks waiting for a decision, by (user, room, action)."""
         return self._gate.pending
 
