@@ -11,12 +11,11 @@ from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 
 from mucauth.muc import errors, stanzas
-from mucauth.muc.archive import archives
+from mucauth.muc.archive.write import Stored, archives
 from mucauth.muc.core import Context, Core
 from mucauth.muc.incoming import child
 from mucauth.muc.join import JoinGate
 from mucauth.muc.limits import check_text_length
-from mucauth.muc.persist import Stored
 from mucauth.muc.requests import RoomRequests, is_room_request
 from mucauth.muc.room import HistoryEntry, Occupant, Room
 
@@ -75,7 +74,7 @@ class Messages:
         body = child(message, "body")
         archive_id = None
         stored_children = children
-        if body is not None and archives(room, core):
+        if body is not None and archives(room):
             # XEP-0359: the room's own id for the message, by which the archive pages and
             # moderators retract (client_children dropped any a client forged); written once
             # for every copy, and kept among the children in the history and the archive.

@@ -4,8 +4,8 @@ a room back.
 Writing. Whenever what a persistent room keeps changes (its configuration, subject, an
 affiliation, a message), the change goes to the store, which writes it behind the caller's
 back: nothing here waits for a disk or a database, and no join or message is refused because of
-one. The last ``history_length`` messages are kept; all of them when the room logs (the archive
-reads the same rows).
+one. The last ``history_length`` messages are kept; all of them when the room logs: those rows
+are the room's archive, written by ``archive/write.py`` and read by ``archive/query.py``.
 
 Reading. A room that is not in memory is read from the store the first time a stanza needs it
 (a join, an iq). Stanzas to that room wait for the read, in their order, then go on as if the
@@ -37,7 +37,6 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-import uuid
 from collections.abc import Callable, Container, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -50,11 +49,16 @@ from twisted.words.protocols.jabber.jid import JID, InvalidFormat
 from twisted.words.xish import domish
 
 from mucauth.muc import errors
+from mucauth.muc.archive.write import (
+    FORBIDDEN_CHARS,
+    ArchiveWriter,
+    Stored,
+    UnreadableError,
+    readable_message,
+)
 from mucauth.muc.directory import RoomIndex
-from mucauth.muc.inbound import ElementStream
 from mucauth.muc.incoming import Context, Held
 from mucauth.muc.room import Affiliation, HistoryEntry, Room, RoomConfig, Subject
-from mucauth.muc.xml import serialize
 from mucauth.settings import MUCSettings
 from mucauth.store.base import HistoryRecord, IRoomStore, RoomRecord, RoomSummary, Tombstone
 
@@ -66,8 +70,6 @@ __all__ = [
     "UnreadableError",
     "config_record",
     "fallback_room",
-    "message_xml",
-    "parse_message",
     "readable_message",
     "restore_room",
     "restored_entry",
@@ -84,24 +86,6 @@ MAX_REPORTED = 10_000
 
 _CONFIG_FIELDS = {f.name: f for f in dataclasses.fields(RoomConfig)}
 _SALT = "occupant_id_salt"
-# Characters XML 1.0 allows (its production Char): anything else in a stored message makes it
-# unreadable, whatever a lenient parser would make of it.
-_FORBIDDEN = frozenset(chr(c) for c in (*range(0x20), 0xFFFE, 0xFFFF) if chr(c) not in "\t\n\r")
-
-
-class UnreadableError(Exception):
-    """A stored row that cannot be read back; ``str()`` says what is wrong, never its content."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Stored:
-    """A history message as reflected: its children (shared, never mutated), the sender's id
-    and, in a room that archives, the id the room gave it (its ``<stanza-id/>``, among the
-    children too)."""
-
-    children: list[domish.Element]
-    stanza_id: str | None
-    archive_id: str | None = None
 
 
 def config_record(room: Room) -> dict[str, Any]:
@@ -143,65 +127,6 @@ def _sane(name: str, value: Any) -> bool:
     if name == "allow_pm":
         return value in ("anyone", "participants", "moderators", "none")
     return True
-
-
-# The namespaces a stanza's own children (body, subject, thread) come in: stored as jabber:client,
-# the namespace clients read them in (archive results forward them as they are).
-_STANZA_NAMESPACES = frozenset({"jabber:client", "jabber:component:accept", "jabber:server"})
-_CLIENT = "jabber:client"
-
-
-def message_xml(stanza_id: str | None, children: list[domish.Element]) -> str:
-    """One history message as stored: its children in a ``<message/>`` carrying the sender's
-    id, the stanza's own children in jabber:client whatever stream they came on.
-
-    Written by the way out's serializer (``muc/xml.py``), as the stream would write it: a
-    message it cannot write raises :class:`~mucauth.muc.xml.Unwritable` and is not stored,
-    since a row that does not parse would be lost on the next load anyway."""
-    message = domish.Element((_CLIENT, "message"))
-    if stanza_id:
-        message["id"] = stanza_id
-    for child in children:
-        # The stanza's own children take jabber:client from the wrapper; any other keeps its
-        # namespace (one in no namespace gets xmlns='').
-        context = child.uri if child.uri in _STANZA_NAMESPACES else _CLIENT
-        message.children.append(domish.SerializedXML(serialize(child, context)))
-    return serialize(message)
-
-
-def parse_message(xml: str) -> Stored:
-    """:func:`message_xml` read back, with the parser the stream uses (``inbound.py``)."""
-    root: list[domish.Element] = []
-    children: list[domish.Element] = []
-    ended: list[bool] = []
-    stream = ElementStream()  # the stream's own parser: any namespace name a client sent
-    stream.DocumentStartEvent = root.append
-    stream.ElementEvent = children.append
-    stream.DocumentEndEvent = lambda: ended.append(True)
-    stream.parse(xml.encode("utf-8"))
-    if not root or not ended:  # the stream parser takes a cut-off document as a beginning
-        raise ValueError("not one whole element")
-    stanza_id = root[0].getAttribute("id")
-    return Stored(children, stanza_id)
-
-
-def readable_message(message: HistoryRecord) -> Stored:
-    """:func:`parse_message` of a stored row, or :class:`UnreadableError`: XML that does not parse
-    (a message stored unescaped by an older version), characters XML forbids, no usable time.
-    The archive and the history both read rows through this, so they agree on what is lost."""
-    xml = message.xml
-    if not isinstance(xml, str):
-        raise UnreadableError("its XML is not text")
-    if not _FORBIDDEN.isdisjoint(xml):
-        raise UnreadableError("its XML holds characters XML does not allow")
-    try:
-        datetime.fromtimestamp(message.timestamp, UTC)
-    except (TypeError, ValueError, OverflowError, OSError):
-        raise UnreadableError("its time is not a time") from None
-    try:
-        return parse_message(xml)
-    except Exception as e:  # expat, domish and the codec each raise their own
-        raise UnreadableError(f"its XML does not parse ({type(e).__name__})") from None
 
 
 def restored_entry(message: HistoryRecord) -> HistoryEntry:
@@ -297,7 +222,7 @@ def restore_room(record: RoomRecord, on_unreadable: OnUnreadable = _ignore) -> R
         affiliations=_affiliations(record, on_unreadable),
     )
     if record.subject:
-        if isinstance(record.subject, str) and _FORBIDDEN.isdisjoint(record.subject):
+        if isinstance(record.subject, str) and FORBIDDEN_CHARS.isdisjoint(record.subject):
             nick = record.subject_nick if isinstance(record.subject_nick, str) else None
             room.subject = Subject(
                 record.subject, nick or None, _subject_time(record, on_unreadable)
@@ -372,7 +297,8 @@ class Keeper:
         # Stored rows left out because they could not be read back (rooms and archive), and
         # messages not stored because they could not be written: the metrics read both.
         self.unreadable_rows = 0
-        self.unwritable_messages = 0
+        # The archive's writes (``archive/write.py``); it counts the messages it could not write.
+        self.archive = ArchiveWriter(core, store)
         self._reported: set[tuple[str, str, str]] = set()
 
     @property
@@ -438,7 +364,9 @@ class Keeper:
 
     def _may_be_stored(self, room_jid: JID) -> bool:
         known = self._known
-        return known is None or room_jid.userhost() in known
+        if known is None:
+            return True
+        return bool(known) and room_jid.userhost() in known  # none stored: no JID to build
 
     def _load(self, room_jid: JID, waiting: list[Held]) -> None:
         self._loading[room_jid] = waiting
@@ -599,6 +527,8 @@ class Keeper:
 
     def tombstone(self, room_jid: JID) -> Tombstone | None:
         """The tombstone at the room's address, if one is still standing."""
+        if not self._tombstones:
+            return None  # the usual case: no JID to build
         jid = room_jid.userhost()
         found = self._tombstones.get(jid)
         if found is not None and found.expires <= self._core.clock.seconds():
@@ -680,55 +610,6 @@ class Keeper:
     def affiliation(self, room: Room, bare: str, affiliation: Affiliation) -> None:
         if room.config.persistent:
             self._store.set_affiliation(room.jid.userhost(), bare, affiliation)
-
-    def message(self, room: Room, entry: HistoryEntry, sender: JID) -> None:
-        """A message added to the room's history (or, with no nick, a notice of the room's
-        own), kept when the room is persistent: all of them when it archives."""
-        if not room.config.persistent:
-            return
-        stored: Stored = entry.payload  # type: ignore[assignment]
-        config = room.config
-        archive_id = stored.archive_id or uuid.uuid4().hex
-        xml = self._writable(room, archive_id, stored.stanza_id, stored.children)
-        if xml is None:
-            return
-        self._store.append_message(
-            room.jid.userhost(),
-            HistoryRecord(
-                stanza_id=archive_id,
-                timestamp=entry.stamp.timestamp(),
-                nick=entry.nick,
-                sender=sender.userhost(),
-                xml=xml,
-                occupant_id=entry.occupant_id,
-            ),
-            None if config.logging else config.history_length,
-        )
-
-    def retract(self, room: Room, archive_id: str, children: list[domish.Element]) -> None:
-        """A message's tombstone in place of its stored text (XEP-0425)."""
-        if room.config.persistent:
-            xml = self._writable(room, archive_id, None, children)
-            if xml is not None:
-                self._store.retract_message(room.jid.userhost(), archive_id, xml)
-
-    def _writable(
-        self, room: Room, archive_id: str, stanza_id: str | None, children: list[domish.Element]
-    ) -> str | None:
-        """The message as stored; None (logged, counted) when the serializer refuses it
-        (``muc/xml.py`` checks what it writes): stored anyway, it could not be read back."""
-        try:
-            xml = message_xml(stanza_id, children)
-        except Exception as e:  # the serializer's refusal: never the stream's problem
-            self.unwritable_messages += 1
-            self._core.log.warn(
-                "room store: message={message} in room={room} not stored ({why})",
-                message=archive_id,
-                room=room.jid.full(),
-                why=_why(e),
-            )
-            return None
-        return xml
 
     def forget(self, room: Room) -> None:
         """Out of the store: the room was destroyed or made temporary."""

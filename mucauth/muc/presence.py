@@ -12,11 +12,11 @@ from twisted.words.xish import domish
 
 from mucauth.authorize.base import JoinRequest
 from mucauth.muc import errors, stanzas
+from mucauth.muc.archive.write import Stored
 from mucauth.muc.core import Context, Core
 from mucauth.muc.incoming import child, history_options
 from mucauth.muc.join import JoinGate, Pending
 from mucauth.muc.liveness import SESSION_GONE
-from mucauth.muc.persist import Stored
 from mucauth.muc.room import Affiliation, Occupant, Role, Room, RoomConfig
 
 __all__ = ["Presences"]

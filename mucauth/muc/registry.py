@@ -191,11 +191,11 @@ class RoomRegistry(dict[JID, Room]):
 
     def message(self, room: Room, entry: HistoryEntry, sender: JID) -> None:
         """A message in the room's history (``sender`` the room's own JID for its notices)."""
-        self.keeper.message(room, entry, sender)
+        self.keeper.archive.message(room, entry, sender)
 
     def retracted(self, room: Room, archive_id: str, children: list[domish.Element]) -> None:
         """A stored message's text replaced by its retraction's tombstone (XEP-0425)."""
-        self.keeper.retract(room, archive_id, children)
+        self.keeper.archive.retract(room, archive_id, children)
 
     def lift_tombstone(self, jid: str) -> bool:
         """An operator frees a destroyed room's address; whether a tombstone stood there."""

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.words.protocols.jabber.jid import JID
 
+from mucauth.muc.archive.write import Stored, UnreadableError, readable_message
 from mucauth.muc.core import Core
-from mucauth.muc.persist import Stored, UnreadableError, readable_message
 from mucauth.store.base import ArchiveQuery, RoomSummary
 
 if TYPE_CHECKING:

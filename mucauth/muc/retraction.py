@@ -25,12 +25,12 @@ from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 
 from mucauth.muc import errors
-from mucauth.muc.archive import archives, stamp, stanza_id_element
+from mucauth.muc.archive.query import stanza_id_element
+from mucauth.muc.archive.write import Stored, archives, stamp
 from mucauth.muc.core import Context, Core
 from mucauth.muc.feature import Feature, IqRequest, Route
 from mucauth.muc.incoming import child_ns
 from mucauth.muc.jids import occupant_address
-from mucauth.muc.persist import Stored
 from mucauth.muc.room import HistoryEntry, Occupant, Room
 from mucauth.muc.stanzas import NS_OCCUPANT_ID
 from mucauth.muc.xml import Stanza
@@ -125,7 +125,7 @@ class Retractions(Feature):
                 yield Route("room", kind, namespace, self._on_iq)  # type: ignore[arg-type]
 
     def room_features(self, room: Room) -> Iterable[str]:
-        return (NS_MODERATE, NS_MODERATE_0) if archives(room, self._core) else ()
+        return (NS_MODERATE, NS_MODERATE_0) if archives(room) else ()
 
     def _on_iq(self, request: IqRequest) -> Deferred[None]:
         return self.on_moderate(
@@ -137,7 +137,7 @@ class Retractions(Feature):
     ) -> Deferred[None]:
         """A ``<moderate/>`` (version 0.3) or ``<apply-to/>`` (version 0.2) iq to the room."""
         core = self._core
-        if not archives(room, core):
+        if not archives(room):
             raise errors.NotOffered("This room keeps no archive to moderate")
         if kind != "set":
             raise errors.BadRequest("Moderation is an iq set")

@@ -37,7 +37,7 @@ from zope.interface import implementer
 from mucauth.authorize.base import Decision, IJoinAuthorizer, JoinRequest
 from mucauth.muc import errors
 from mucauth.muc.admin import Moderation
-from mucauth.muc.archive import Archive
+from mucauth.muc.archive.query import Archive
 from mucauth.muc.core import Context, Core
 from mucauth.muc.disco import Disco
 from mucauth.muc.inbound import read_with_our_parser
@@ -232,7 +232,7 @@ class MUCService(XMPPHandler):
     @property
     def unwritable_messages(self) -> int:
         """Messages not stored since start because the serializer refused them."""
-        return self._core.rooms.keeper.unwritable_messages
+        return self._core.rooms.keeper.archive.unwritable_messages
 
     @property
     def queued_checks(self) -> int:

@@ -16,6 +16,7 @@ from twisted.words.protocols.jabber.jid import JID
 
 from mucauth.muc import persist
 from mucauth.muc.archive import NS_MAM
+from mucauth.muc.archive import write as archive_write
 from mucauth.muc.persist import UnreadableError, readable_message, restore_room
 from mucauth.settings import ArchiveSettings, LimitSettings, MUCSettings, RoomDefaults
 from mucauth.store import ArchivePage, ArchiveQuery, HistoryRecord, MemoryRoomStore, RoomRecord
@@ -190,7 +191,7 @@ class UnwritableMessageTests(UnreadableTestCase):
         def refuse(stanza_id: str | None, children: list[Any]) -> str:
             raise ValueError("not writable")
 
-        self.patch(persist, "message_xml", refuse)
+        self.patch(archive_write, "message_xml", refuse)
         self.receive(message(ALICE, body="hello"))
         self.assertTrue(self.take())  # the room still speaks
         page = self.successResultOf(self.store.query_archive(ROOM, ArchiveQuery()))

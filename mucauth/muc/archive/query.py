@@ -1,9 +1,9 @@
-"""The room's archive (XEP-0313, ``urn:xmpp:mam:2``): queries, paging, metadata.
+"""The room's archive, read (XEP-0313, ``urn:xmpp:mam:2``): queries, paging, metadata.
 
-A room archives when it is persistent and logs (``muc#roomconfig_enablelogging``) and the
-service has a store: its groupchat messages are the store's ``messages`` rows (``persist.py``
-writes them, with the ``<stanza-id/>`` of XEP-0359 that ``messages.py`` gave each), so the
-archive costs the rooms nothing but that write. A temporary room archives nothing: what it said
+A room archives when it is persistent and logs (``muc#roomconfig_enablelogging``): its
+groupchat messages are the store's ``messages`` rows (``write.py`` writes them, with the
+``<stanza-id/>`` of XEP-0359 that ``messages.py`` gave each), so the archive costs the rooms
+nothing but that write. A temporary room archives nothing: what it said
 goes with it.
 
 Who may read it: its occupants at once; anyone else only if the gate lets them (one check per
@@ -30,13 +30,21 @@ from wokkel.muc import NS_MUC_USER
 
 from mucauth.authorize.base import JoinRequest
 from mucauth.muc import errors
+from mucauth.muc.archive.write import (
+    NS_MAM,
+    NS_MAM_EXTENDED,
+    NS_STANZA_ID,
+    UnreadableError,
+    archives,
+    readable_message,
+    stamp,
+)
 from mucauth.muc.core import Context, Core
 from mucauth.muc.feature import ANSWERED, Answer, Feature, IqRequest, Route
 from mucauth.muc.incoming import child_ns
 from mucauth.muc.jids import occupant_address
 from mucauth.muc.join import JoinGate, Pending
 from mucauth.muc.owner import read_bool
-from mucauth.muc.persist import UnreadableError, readable_message
 from mucauth.muc.room import Room
 from mucauth.muc.rsm import NS_RSM, page_request
 from mucauth.muc.stanzas import NS_OCCUPANT_ID
@@ -61,11 +69,8 @@ __all__ = [
     "stanza_id_element",
 ]
 
-NS_MAM = "urn:xmpp:mam:2"
-NS_MAM_EXTENDED = "urn:xmpp:mam:2#extended"  # before-id, after-id, ids, metadata
 NS_FORWARD = "urn:xmpp:forward:0"
 NS_DELAY = "urn:xmpp:delay"
-NS_STANZA_ID = "urn:xmpp:sid:0"
 
 # The query form's fields (XEP-0313 §5.1 and the #extended ones), by type.
 _TEXT_FIELDS = ("start", "end", "before-id", "after-id")
@@ -82,25 +87,12 @@ _FORM_FIELDS = (
 Reply = Callable[[Deferred[Any], domish.Element, Context], None]
 
 
-def archives(room: Room, core: Core) -> bool:
-    """Whether ``room`` keeps an archive now: persistent and logging."""
-    config = room.config
-    return config.persistent and config.logging
-
-
 def stanza_id_element(room: Room, archive_id: str) -> domish.Element:
     """XEP-0359: the id the room gave a message, by the room."""
     element = domish.Element((NS_STANZA_ID, "stanza-id"))
     element["by"] = room.jid.userhost()
     element["id"] = archive_id
     return element
-
-
-def stamp(seconds: float) -> str:
-    """XEP-0082 date and time in UTC, to the millisecond (a client's ``start`` taken from a
-    result's stamp finds that message again)."""
-    moment = datetime.fromtimestamp(seconds, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def _time(name: str, value: str) -> float:
@@ -268,7 +260,7 @@ class Archive(Feature):
         yield Route("room", "set", NS_MAM, self._on_iq)
 
     def room_features(self, room: Room) -> Iterable[str]:
-        return (NS_MAM, NS_MAM_EXTENDED, NS_STANZA_ID) if archives(room, self._core) else ()
+        return (NS_MAM, NS_MAM_EXTENDED, NS_STANZA_ID) if archives(room) else ()
 
     def config_fields(self, room: Room) -> Iterable[data_form.Field]:
         yield data_form.Field(
@@ -297,8 +289,7 @@ class Archive(Feature):
         self, iq: domish.Element, kind: str, payload: domish.Element, context: Context, room: Room
     ) -> None:
         """Handle a MAM iq; its answer is sent later (``reply``)."""
-        core = self._core
-        if not archives(room, core):
+        if not archives(room):
             raise errors.NotOffered("This room keeps no archive")
         if payload.name == "query" and kind == "get":
             self._permitted(iq, context, room, lambda current: succeed(query_form()))
@@ -334,7 +325,7 @@ class Archive(Feature):
 
         def on_allow(pending: Pending) -> None:
             current = self._core.rooms.get(room.jid)
-            if current is None or not archives(current, self._core):
+            if current is None or not archives(current):
                 raise errors.RoomNotFound("No such room")
             self._reply(self._bounded(user, run, current), iq, context)
 
