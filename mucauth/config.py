@@ -72,7 +72,18 @@ OLD_ROOM_KEYS = {
 }
 
 SECTIONS: Mapping[str, frozenset[str]] = {
-    "component": frozenset({"jid", "host", "port", "secret", "secret_file", "reconnect_max_delay"}),
+    "component": frozenset(
+        {
+            "jid",
+            "host",
+            "port",
+            "secret",
+            "secret_file",
+            "reconnect_max_delay",
+            "standby",
+            "standby_retry",
+        }
+    ),
     "muc_http_auth": frozenset(
         {
             "url",
@@ -355,6 +366,8 @@ class _Reader:
             reconnect_max_delay=s.get(
                 "reconnect_max_delay", _positive_number, defaults["reconnect_max_delay"]
             ),
+            standby=s.get("standby", _boolean, defaults["standby"]),
+            standby_retry=s.get("standby_retry", _positive_number, defaults["standby_retry"]),
         )
 
     def _http_auth(self, s: _Section) -> HTTPAuthSettings:

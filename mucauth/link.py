@@ -60,6 +60,9 @@ class LinkFactory(xmlstream.XmlStreamFactory):
         self.jid = jid
         self.last_stream_error: str | None = None
         self._up_since: float | None = None  # when the current link authenticated
+        # Set by retry_after: the next loss is this process's own doing, retried after exactly
+        # this many seconds (a standby that holds no slot, mucauth.slots).
+        self._planned_delay: float | None = None
         self.addBootstrap(xmlstream.STREAM_AUTHD_EVENT, self._authenticated)
         self.addBootstrap(xmlstream.STREAM_ERROR_EVENT, self._stream_error)
 
@@ -141,8 +144,9 @@ class LinkFactory(xmlstream.XmlStreamFactory):
 
     def clientConnectionLost(self, connector: IConnector, reason: Failure) -> None:
         # stopTrying() has run: we are shutting down and closed the link ourselves, which is
-        # news, not trouble.
-        emit = self.log.warn if self.continueTrying else self.log.info
+        # news, not trouble; so is a link closed on purpose (retry_after).
+        planned = self._planned_delay is not None
+        emit = self.log.warn if self.continueTrying and not planned else self.log.info
         emit(
             "component link: disconnected: {reason}",
             reason=_describe(reason),
@@ -151,8 +155,17 @@ class LinkFactory(xmlstream.XmlStreamFactory):
         )
         super().clientConnectionLost(connector, reason)
 
+    def retry_after(self, delay: float) -> None:
+        """Reconnect ``delay`` seconds after the next loss of the link, whatever the backoff
+        says: for a link this process is about to close on purpose."""
+        self._planned_delay = delay
+
     def retry(self, connector: IConnector | None = None) -> None:
         up_since, self._up_since = self._up_since, None
+        planned, self._planned_delay = self._planned_delay, None
+        if planned is not None and self.continueTrying:
+            self._reconnect_later(connector, planned)
+            return
         stable = up_since is not None and self._clock().seconds() - up_since >= STABLE_LINK
         if stable and self.continueTrying:
             self._reconnect_now(connector)
@@ -171,6 +184,23 @@ class LinkFactory(xmlstream.XmlStreamFactory):
                 retries=self.retries,
                 link_event="reconnect_scheduled",
             )
+
+    def _reconnect_later(self, connector: IConnector | None, delay: float) -> None:
+        target = connector if connector is not None else self.connector
+        if target is None:
+            raise ValueError("no connector to retry")
+
+        def reconnect() -> None:
+            self._callID = None
+            target.connect()
+
+        self._callID = self._clock().callLater(delay, reconnect)  # type: ignore[assignment]
+        self.log.info(
+            "component link: reconnecting in {delay:.1f} s",
+            delay=delay,
+            retries=self.retries,
+            link_event="reconnect_scheduled",
+        )
 
     def _reconnect_now(self, connector: IConnector | None) -> None:
         """One attempt right away; the backoff, still at its first step, follows if it fails."""

@@ -65,6 +65,10 @@ class ComponentSettings:
     host: str = "127.0.0.1"
     port: int = 5347
     reconnect_max_delay: float = 30.0
+    # A process that finds its link holds no ejabberd domain_balancing slot closes it and tries
+    # again standby_retry seconds later (mucauth.slots).
+    standby: bool = False
+    standby_retry: float = 2.0
 
 
 @dataclass(frozen=True)

@@ -114,6 +114,16 @@ DESCRIPTIONS: Mapping[str, Mapping[str, str]] = {
             "Longest wait, in seconds, between two attempts to reach a server that is away."
             " Waits grow from 1 s; a link that was up for a while and drops is retried at once."
         ),
+        "standby": (
+            "For N+1 processes behind ejabberd's ``domain_balancing`` (``component_number: N``):"
+            " a process whose link gets no slot (every slot is held) closes it and connects again"
+            " every ``standby_retry`` seconds until it gets one, e.g. the slot of a process that"
+            " died, and then serves that slot's rooms. A link that holds a slot is never dropped."
+            " Off: a process without a slot only logs a warning."
+        ),
+        "standby_retry": (
+            "Seconds a standby waits, after finding no free slot, before it connects again."
+        ),
     },
     "muc_http_auth": {
         "url": (

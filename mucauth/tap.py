@@ -37,6 +37,7 @@ from mucauth.log_setup import (
 from mucauth.metrics import Metrics, MetricsServer
 from mucauth.muc.service import MUCService
 from mucauth.settings import Settings
+from mucauth.slots import SlotProbe
 from mucauth.store import IRoomStore, StoreError, build_store, prepare_database
 
 __all__ = [
@@ -300,6 +301,8 @@ def make_service(
     )
     link = ComponentLink(settings.component)
     muc.setHandlerParent(link)
+    # Whether this link holds an ejabberd domain_balancing slot; as a standby, wait for one.
+    SlotProbe(settings.component, reactor).setHandlerParent(link)
     service = MucauthService(
         settings,
         link,
