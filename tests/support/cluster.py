@@ -26,6 +26,10 @@ class ClusteredShards:
 
     mucauth instance ``i`` connects to node ``i``. ejabberd's slots are cluster-wide and given
     in connection order, so the instances start one at a time (instance 0 holds slot 1).
+
+    ``standbys``: that many more instances, started last (instance 2 on node 1, ...), and every
+    instance runs with ``[component] standby = true``: the extra ones hold no slot and wait for
+    one to be freed.
     """
 
     def __init__(
@@ -34,8 +38,10 @@ class ClusteredShards:
         rules: Mapping[str, object],
         *,
         log_level: str = "debug",
+        standbys: int = 0,
     ) -> None:
         self.directory = Path(tempfile.mkdtemp(prefix="mucauth-cluster-"))
+        self.standbys = standbys
         self.users = dict(users)
         self.log_level = log_level
         self.cluster = EjabberdCluster(self.directory / "ejabberd", component_number=2)
@@ -54,7 +60,12 @@ class ClusteredShards:
                 STARTED.append((node.pid, "ejabberd"))
             self.cluster.add_accounts({user: password(user) for user in self.users})
             url = self.auth.start()
-            for index, node in enumerate(self.cluster.nodes):
+            nodes = self.cluster.nodes
+            component_options = {"reconnect_max_delay": "1"}
+            if self.standbys:
+                component_options["standby"] = "true"
+            for index in range(len(nodes) + self.standbys):
+                node = nodes[index % len(nodes)]
                 directory = self.directory / f"mucauth-{index}"
                 directory.mkdir()
                 config = write_tap_conf(
@@ -64,7 +75,7 @@ class ClusteredShards:
                     port=node.component_port,
                     secret=node.component_secret,
                     url=url,
-                    component_options={"reconnect_max_delay": "1"},
+                    component_options=component_options,
                     sections={"storage": {"url": self.postgres.url(self.database)}},
                     log_level=self.log_level,
                     writer="tests/support/cluster.py",
