@@ -2,7 +2,7 @@
 fields in the owner's configuration form.
 
 A feature is one module with one :class:`Feature`; the service lists its features, one line
-each (``service.py``), and ``iq.py`` routes an iq by its (address, type, namespace) to the
+each (``parts.py``), and ``iq.py`` routes an iq by its (address, type, namespace) to the
 feature that registered it. Adding a feature touches its own module and that line.
 """
 

@@ -345,7 +345,10 @@ class Keeper:
 
         A stanza waits when the room is being read already (order is kept), or when it needs
         the room (an available presence, an iq get or set) and the room may be stored."""
-        waiting = self._loading.get(room_jid)
+        loading = self._loading
+        if not loading and self._known is not None and not self._known:
+            return False  # nothing being read and nothing stored: the usual join to a new room
+        waiting = loading.get(room_jid)
         if waiting is None:
             if not _needs_room(stanza) or not self._may_be_stored(room_jid):
                 return False
@@ -364,9 +367,7 @@ class Keeper:
 
     def _may_be_stored(self, room_jid: JID) -> bool:
         known = self._known
-        if known is None:
-            return True
-        return bool(known) and room_jid.userhost() in known  # none stored: no JID to build
+        return known is None or room_jid.userhost() in known
 
     def _load(self, room_jid: JID, waiting: list[Held]) -> None:
         self._loading[room_jid] = waiting

@@ -70,7 +70,7 @@ class Presences:
             self._check_gone(room_jid)  # a destroyed room's address points elsewhere
             self._check_create(user)  # no point asking the gate for a room it cannot have
         self._gate.start(
-            JoinRequest(user, room_jid, nick, presence.getAttribute("id")),
+            JoinRequest(user, room_jid, nick),
             presence,
             context,
             self._admit,
@@ -136,7 +136,12 @@ class Presences:
         self.broadcast(room, occupant, skip=user)
         send(
             stanzas.occupant_presence(
-                room, occupant, user, show_jid=True, statuses=own_codes, stanza_id=request.stanza_id
+                room,
+                occupant,
+                user,
+                show_jid=True,
+                statuses=own_codes,
+                stanza_id=presence.getAttribute("id"),
             )
         )
         # Most joins create a room or enter a quiet one: no history to pick, so the join's
@@ -202,7 +207,7 @@ class Presences:
             self._change_nick(current, presence, context, nick)
 
         self._gate.start(
-            JoinRequest(context.sender, room.jid, nick, presence.getAttribute("id")),
+            JoinRequest(context.sender, room.jid, nick),
             presence,
             context,
             on_allow,

@@ -51,7 +51,7 @@ class Registration(Feature):
             # The pending check answers its own iq; this one needs an answer of its own.
             raise errors.AlreadyPending("A registration request for this room is already pending")
         iq = request.stanza
-        check = JoinRequest(sender, room.jid, nick, iq.getAttribute("id"), action="register")
+        check = JoinRequest(sender, room.jid, nick, action="register")
 
         def on_allow(pending: Pending) -> None:
             raise errors.NotSupported("Registration is not supported")

@@ -49,6 +49,10 @@ def _nothing_pending(room: JID) -> bool:
 class RoomRegistry(dict[JID, Room]):
     """Every room in memory, by bare JID; the only writer of that table and of the store."""
 
+    # What stands at a destroyed persistent room's address, if anything (the keeper's answer,
+    # without a call through this one: every join asks, twice).
+    tombstone: Callable[[JID], Tombstone | None]
+
     def __init__(self, host: Host, store: IRoomStore | None = None) -> None:
         super().__init__()
         self._host = host
@@ -63,6 +67,7 @@ class RoomRegistry(dict[JID, Room]):
         # (the decision would otherwise find no room and make a new one). The service sets it.
         self.has_pending: Callable[[JID], bool] = _nothing_pending
         self._sweeper: LoopingCall | None = None
+        self.tombstone = self.keeper.tombstone
 
     @property
     def store(self) -> IRoomStore:
@@ -90,7 +95,8 @@ class RoomRegistry(dict[JID, Room]):
     def created(self, room: Room, owner: JID) -> None:
         """A room made by a join, its creator in it: in the table, and in the store when it
         is persistent from the start."""
-        self._add(room)
+        dict.__setitem__(self, room.jid, room)  # new: no room was there (_add without the check)
+        self._index.live(room)
         self._host.log.info(
             "room created room={room} owner={user}", room=room.jid.full(), user=owner.full()
         )
@@ -115,8 +121,10 @@ class RoomRegistry(dict[JID, Room]):
         """The last occupant left: a temporary room ends; a persistent one leaves memory, since
         the store has it, unless a join to it is being decided."""
         if not room.config.persistent:
-            self._drop(room.jid)
-            self._host.log.info("room destroyed room={room}: empty", room=room.jid.full())
+            jid = room.jid
+            dict.pop(self, jid, None)
+            self._index.unloaded(jid.userhost())
+            self._host.log.info("room destroyed room={room}: empty", room=jid.full())
         elif not self.has_pending(room.jid):
             self._drop(room.jid)
             self._host.log.debug("room unloaded room={room}: empty", room=room.jid.full())
@@ -200,10 +208,6 @@ class RoomRegistry(dict[JID, Room]):
     def lift_tombstone(self, jid: str) -> bool:
         """An operator frees a destroyed room's address; whether a tombstone stood there."""
         return self.keeper.lift(jid)
-
-    def tombstone(self, room_jid: JID) -> Tombstone | None:
-        """What stands at a destroyed persistent room's address, if anything."""
-        return self.keeper.tombstone(room_jid)
 
     # -- a dict's own writes are refused
 

@@ -155,7 +155,7 @@ class Revocations:
         if not occupant.sessions:
             return succeed("gone")
         session = occupant.sessions[-1]
-        request = JoinRequest(session, room.jid, occupant.nick, None, action="recheck")
+        request = JoinRequest(session, room.jid, occupant.nick, action="recheck")
         context = Context(session, Address(JID(room.jid.host), room.jid, occupant.nick))
         d = self._gate.check(request, context)
         return d.addCallback(self._rechecked, room, occupant)

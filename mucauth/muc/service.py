@@ -6,12 +6,14 @@ exceptions out of the stream, and hands each stanza to the part that owns it:
 
     presence  -> presence.py   (enter, update, nick change, leave, broadcast)
     message   -> messages.py   (groupchat, subject, private messages)
-    iq        -> iq.py         (disco.py, ping, owner.py's form, admin.py, archive.py,
-                                retraction.py, registration)
+    iq        -> iq.py         (a table of the features' routes: disco.py, ping.py,
+                                owner_iq.py, admin.py, archive/, retraction.py, registration.py)
 
 Every join, gated nick change and registration is decided in ``join.py`` (pending checks, the
 queue of ``queue.py``, the authorizer). Room rules are ``room.py``'s, stanza shapes
-``stanzas.py``'s; the parts share the rooms through ``core.py``.
+``stanzas.py``'s; the parts share the rooms through ``core.py`` (the registry,
+``registry.py``, alone changes them). The parts are built, and the features listed, by
+``parts.py``.
 
 This handler answers disco and ping for its domain itself: do not add Wokkel's ``DiscoHandler``
 or ``PingHandler`` to the same stream, they would answer a second time.
@@ -36,27 +38,14 @@ from zope.interface import implementer
 
 from mucauth.authorize.base import Decision, IJoinAuthorizer, JoinRequest
 from mucauth.muc import errors
-from mucauth.muc.admin import Moderation
-from mucauth.muc.archive.query import Archive
-from mucauth.muc.core import Context, Core
-from mucauth.muc.disco import Disco
+from mucauth.muc.core import Context
 from mucauth.muc.inbound import read_with_our_parser
 from mucauth.muc.incoming import oversized_domain, oversized_part, parse_address, parse_sender
-from mucauth.muc.iq import IQs
-from mucauth.muc.join import DENY_TEXT, FAILURE_TEXT, Held, JoinGate, Pending, Slot
+from mucauth.muc.join import DENY_TEXT, FAILURE_TEXT, Held, Pending, Slot
 from mucauth.muc.limits import check_payload, strip_payload
-from mucauth.muc.liveness import Liveness
-from mucauth.muc.messages import Messages
 from mucauth.muc.outbound import guard
-from mucauth.muc.owner_iq import OwnerRequests
-from mucauth.muc.ping import Ping
-from mucauth.muc.presence import Presences
-from mucauth.muc.registration import Registration
-from mucauth.muc.repair import Repairs
-from mucauth.muc.requests import RoomRequests
-from mucauth.muc.retention import Retention
-from mucauth.muc.retraction import Retractions
-from mucauth.muc.revocation import Forget, Rechecker, RecheckResult, Revocations
+from mucauth.muc.parts import HandlerHooks, assemble
+from mucauth.muc.revocation import Forget, RecheckResult
 from mucauth.muc.room import Room
 from mucauth.settings import ErrorCondition, MUCSettings
 from mucauth.store.base import IRoomStore
@@ -116,49 +105,36 @@ class MUCService(XMPPHandler):
 
             clock = reactor  # type: ignore[assignment]
         assert clock is not None
-        self._core = Core(settings, clock, self.send, log_level, store)
-        self._gate = JoinGate(
-            self._core,
+        parts = assemble(
             authorizer,
+            settings,
+            clock,
+            HandlerHooks(self.send, self.request, self._replay, self._replay_loaded),
             deny_condition=deny_condition,
             failure_condition=failure_condition,
             show_reason=show_reason,
+            authorize_registration=authorize_registration,
             max_in_flight=max_in_flight,
             on_decision=on_decision,
             on_queue_wait=on_queue_wait,
-            replay=self._replay,
-        )
-        self._core.rooms.keeper.replay = self._replay_loaded
-        self._core.rooms.has_pending = self._gate.has_pending
-        self._presences = Presences(self._core, self._gate)
-        self._liveness = Liveness(self._core, self.request, self._presences.remove_session)
-        core, gate, presences = self._core, self._gate, self._presences
-        moderation = Moderation(core, presences)
-        requests = RoomRequests(core, moderation)
-        self._messages = Messages(core, gate, requests)
-        self._iqs = iqs = IQs(core)
-        self._disco = Disco(core, iqs.features)
-        self._registration = Registration(core, gate, authorize_registration=authorize_registration)
-        # The service's features: the iqs each answers, what each adds to disco and to the
-        # owner's form (``feature.py``). One line each.
-        iqs.add(self._disco)
-        iqs.add(Ping())
-        iqs.add(OwnerRequests(core, presences, moderation, iqs.features))
-        iqs.add(moderation)
-        iqs.add(requests)
-        iqs.add(Archive(core, gate, iqs.answer_later))
-        iqs.add(Retractions(core))
-        iqs.add(self._registration)
-        self._retention = Retention(self._core)
-        self._revocations = Revocations(
-            self._core,
-            self._gate,
-            self._presences,
-            forget=forget_answers,
+            log_level=log_level,
+            store=store,
+            recheck_interval=recheck_interval,
+            forget_answers=forget_answers,
             on_removed=on_removed,
         )
-        self._rechecker = Rechecker(self._core, self._revocations, recheck_interval)
-        self._repairs = Repairs(self._core, self._presences)
+        self._core = parts.core
+        self._gate = parts.gate
+        self._presences = parts.presences
+        self._liveness = parts.liveness
+        self._messages = parts.messages
+        self._iqs = parts.iqs
+        self._disco = parts.disco
+        self._registration = parts.registration
+        self._retention = parts.retention
+        self._revocations = parts.revocations
+        self._rechecker = parts.rechecker
+        self._repairs = parts.repairs
 
     # -- public API
 

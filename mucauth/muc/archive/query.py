@@ -321,7 +321,7 @@ class Archive(Feature):
             raise errors.Forbidden("This room's archive is for its members")
         if self._gate.get(user, room.jid, "mam") is not None:
             raise errors.AlreadyPending("An archive query to this room is already being authorized")
-        request = JoinRequest(user, room.jid, "", iq.getAttribute("id"), action="mam")
+        request = JoinRequest(user, room.jid, "", action="mam")
 
         def on_allow(pending: Pending) -> None:
             current = self._core.rooms.get(room.jid)
