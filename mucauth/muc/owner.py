@@ -146,7 +146,6 @@ _BOOLEANS: dict[str, tuple[str, str]] = {
     "publicroom": ("public", "Listed"),
     "membersonly": ("members_only", "Only members may enter"),
     "moderatedroom": ("moderated", "Only occupants with voice may speak"),
-    "allowinvites": ("allow_invites", "Occupants may invite others"),
     "changesubject": ("occupants_may_change_subject", "Occupants may change the subject"),
 }
 
@@ -178,7 +177,6 @@ def config_form(
             boolean("publicroom"),
             boolean("membersonly"),
             boolean("moderatedroom"),
-            boolean("allowinvites"),
             boolean("changesubject"),
             data_form.Field(
                 "list-single",

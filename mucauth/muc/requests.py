@@ -21,7 +21,7 @@ written here (Wokkel's muc module only sends invitations).
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from twisted.words.protocols.jabber.jid import JID, InvalidFormat
 from twisted.words.xish import domish
@@ -34,6 +34,7 @@ from mucauth.muc.core import Context, Core
 from mucauth.muc.feature import Feature
 from mucauth.muc.incoming import child_ns
 from mucauth.muc.jids import parse_jid
+from mucauth.muc.owner import read_bool
 from mucauth.muc.privileges import check_role_change
 from mucauth.muc.room import Occupant, Room
 from mucauth.muc.xml import Stanza
@@ -82,6 +83,19 @@ def _user_jid(text: str | None) -> JID:
 class RoomRequests(Feature):
     def room_features(self, room: Room) -> Iterable[str]:
         return (NS_MUC_REQUEST,)
+
+    def config_fields(self, room: Room) -> Iterable[data_form.Field]:
+        yield data_form.Field(
+            "boolean",
+            var="muc#roomconfig_allowinvites",
+            label="Occupants may invite others",
+            value=room.config.allow_invites,
+        )
+
+    def read_config(self, values: Mapping[str, object]) -> Mapping[str, object]:
+        if "allowinvites" not in values:
+            return {}
+        return {"allow_invites": read_bool("allowinvites", values["allowinvites"])}
 
     def __init__(self, core: Core, moderation: Moderation) -> None:
         self._core = core
