@@ -6,9 +6,9 @@ destroyed here, and nowhere else: each of those writes the room table, tells the
 changes what a persistent room keeps (an affiliation, the subject, the configuration, a
 message) says so here too, so "change it, then save it" is written once.
 
-There is always a store: without one configured, an in-memory store (``MemoryRoomStore``) stands
-in, which keeps persistent rooms and their archive until the process stops. No part asks
-whether there is one.
+There is always a store: without one configured, an in-memory store stands in, which keeps
+persistent rooms and their archive (its last ``STAND_IN_ARCHIVE`` messages per room) until the
+process stops. No part asks whether there is one.
 
 The table is a dict for its readers (a lookup per stanza costs what a dict's does); its own
 ways of writing are refused, so a write that bypasses the registry fails at once.
@@ -25,19 +25,31 @@ from twisted.words.xish import domish
 
 from mucauth.muc.persist import Host, Keeper
 from mucauth.muc.room import Affiliation, HistoryEntry, Room
-from mucauth.store.base import IRoomStore, Tombstone
+from mucauth.store.base import HistoryRecord, IRoomStore, Tombstone
 from mucauth.store.memory import MemoryRoomStore
 
-__all__ = ["SWEEP_INTERVAL", "RoomRegistry", "in_memory_store"]
+__all__ = ["STAND_IN_ARCHIVE", "SWEEP_INTERVAL", "RoomRegistry", "StandInStore", "in_memory_store"]
 
 # Seconds between sweeps for stored rooms read back without anyone joining (a disco or archive
 # query): empty, they leave memory again, as a room does when its last occupant leaves.
 SWEEP_INTERVAL = 60.0
+# Messages a room's archive keeps in the store that stands in for none: memory is all it has,
+# and the in-memory store's writes cost more as a room's list grows.
+STAND_IN_ARCHIVE = 1000
+
+
+class StandInStore(MemoryRoomStore):
+    """The in-memory store, standing in when none is configured: a logging room's archive is
+    bounded (``STAND_IN_ARCHIVE``), where a real store keeps every message."""
+
+    def append_message(self, room: str, message: HistoryRecord, keep: int | None) -> None:
+        bound = STAND_IN_ARCHIVE if keep is None else min(keep, STAND_IN_ARCHIVE)
+        super().append_message(room, message, bound)
 
 
 def in_memory_store() -> IRoomStore:
     """The store that stands in when none is configured: open, and gone with the process."""
-    store = MemoryRoomStore()
+    store = StandInStore()
     store.open()
     return store
 

@@ -3,9 +3,12 @@ that stands in when the service has none."""
 
 from __future__ import annotations
 
+from twisted.trial.unittest import SynchronousTestCase
 from twisted.words.protocols.jabber.jid import JID
 
 from mucauth.muc.archive import NS_MAM
+from mucauth.muc.registry import STAND_IN_ARCHIVE, in_memory_store
+from mucauth.store import ArchiveQuery, HistoryRecord
 from tests.muc.support import ALICE, BOB, ROOM, ServiceTestCase, iq, message
 from tests.muc.test_archive import mam_query
 from tests.muc.test_persistent import OWNER, form
@@ -66,3 +69,16 @@ class InMemoryStoreTests(ServiceTestCase):
         bodies = [str(m.result.forwarded.message.body) for m in out if m.name == "message"]
         self.assertEqual(bodies, ["kept"])
         self.assertEqual(out[-1].fin.uri, NS_MAM)
+
+
+class StandInStoreTests(SynchronousTestCase):
+    def test_a_logging_rooms_archive_keeps_its_last_messages(self) -> None:
+        store = in_memory_store()
+        for n in range(STAND_IN_ARCHIVE + 5):
+            record = HistoryRecord(f"id{n}", float(n), "alice", "alice@example.org", "<m/>", "")
+            store.append_message("room@rooms.example.org", record, None)
+        page = self.successResultOf(
+            store.query_archive("room@rooms.example.org", ArchiveQuery(limit=10 * STAND_IN_ARCHIVE))
+        )
+        self.assertEqual(len(page.messages), STAND_IN_ARCHIVE)
+        self.assertEqual(page.messages[0].stanza_id, "id5")
