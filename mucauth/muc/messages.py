@@ -19,7 +19,7 @@ from mucauth.muc.limits import check_text_length
 from mucauth.muc.requests import RoomRequests, is_room_request
 from mucauth.muc.room import HistoryEntry, Occupant, Room
 
-__all__ = ["Messages", "Stored"]  # Stored: persist.py's, here for older imports
+__all__ = ["Messages", "Stored"]  # Stored: archive/write.py's, here for older imports
 
 
 class Messages:
