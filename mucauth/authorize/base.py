@@ -52,12 +52,14 @@ class JoinRequest:
     ``"mam"`` for an archive query from someone not in the room (``nick`` is then empty), and
     ``"recheck"`` when an occupant is asked about again (the same GET as its join, never
     answered from a cache).
+
+    Nothing of the stanza that asked is here (its id, its payload): the MUC keeps those, and
+    the gate answers the question alone.
     """
 
     user: JID
     room: JID
     nick: str
-    stanza_id: str | None = None
     action: Literal["join", "register", "mam", "recheck"] = "join"
 
     @property
