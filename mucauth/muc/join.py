@@ -202,7 +202,7 @@ class JoinGate:
     def cancel(self, pending: Pending) -> None:
         """Give up on ``pending``: a queued check is never asked, a running one is cancelled
         (its answer, if any, is ignored). What it held is handled now, from a non-occupant."""
-        if self._forget(pending):
+        if self._forget(pending, cancelled=True):
             if pending.deferred is not None:
                 pending.deferred.cancel()
             self._release(pending)
@@ -304,13 +304,14 @@ class JoinGate:
         except Exception:
             self._core.log.failure("on_decision hook failed")
 
-    def _forget(self, pending: Pending) -> bool:
-        """Drop ``pending``; False if it was no longer the current check for its slot."""
+    def _forget(self, pending: Pending, *, cancelled: bool = False) -> bool:
+        """Drop ``pending``; False if it was no longer the current check for its slot. A
+        cancelled check's place goes to the next one a reactor turn later (``queue.py``)."""
         if self._pending.get(pending.slot) is not pending:
             return False
         del self._pending[pending.slot]
         if pending.ticket is not None:
-            self._queue.release(pending.ticket)
+            self._queue.release(pending.ticket, later=cancelled)
         return True
 
     def _authorizer_failed(self, failure: Failure, pending: Pending) -> None:

@@ -93,6 +93,7 @@ class CheckQueue(Generic[T]):
         self._timer: IDelayedCall | None = None
         self._pumping = False
         self._pump_again = False
+        self._pump_soon: IDelayedCall | None = None  # release(later=True)'s turn
 
     # -- what the caller and the metrics read
 
@@ -146,8 +147,13 @@ class CheckQueue(Generic[T]):
             self._pump()  # the users ahead had only cancelled joins left
         return ticket
 
-    def release(self, ticket: Ticket[T]) -> None:
-        """The item is done with (answered, cancelled, refused): free its place."""
+    def release(self, ticket: Ticket[T], *, later: bool = False) -> None:
+        """The item is done with (answered, cancelled, refused): free its place.
+
+        ``later``: start the waiting items one reactor turn from now, not at once. For a
+        cancelled item: a session that goes away makes its server send every room it was
+        joining an unavailable, in the server's own order, and the rest of them, read in the
+        same turn, must cancel their queued joins before the freed slot can start one."""
         if ticket.state == DONE:
             return
         if ticket.state == QUEUED:
@@ -155,6 +161,13 @@ class CheckQueue(Generic[T]):
         else:
             self._running -= 1
         self._done(ticket)
+        if not later:
+            self._pump()
+        elif self._pump_soon is None:
+            self._pump_soon = self._clock.callLater(0, self._pump_later)
+
+    def _pump_later(self) -> None:
+        self._pump_soon = None
         self._pump()
 
     def clear(self) -> list[T]:
@@ -173,6 +186,9 @@ class CheckQueue(Generic[T]):
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
+        if self._pump_soon is not None and self._pump_soon.active():
+            self._pump_soon.cancel()
+        self._pump_soon = None
         return [t.item for t in waiting]
 
     # -- inside

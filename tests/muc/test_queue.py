@@ -212,3 +212,37 @@ class DeadlineTests(SynchronousTestCase):
         clock.advance(60)
         self.assertEqual((r.names, r.expired), (["a0", "a1"], []))
         self.assertEqual(clock.getDelayedCalls(), [])
+
+
+class CancelledSlotTests(SynchronousTestCase):
+    """A cancelled check frees its slot one reactor turn later: the other cancellations read in
+    the same turn (a session that went away, its server's unavailables in its own order) reach
+    their queued items before the slot could start one."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.r = Recorder(self.clock, max_in_flight=2)
+        self.tickets = [self.r.queue.submit(f"a{n}", "alice") for n in range(4)]
+
+    def test_the_next_starts_a_turn_later(self) -> None:
+        self.r.queue.release(self.tickets[0], later=True)
+        self.assertEqual(self.r.names, ["a0", "a1"])
+        self.clock.advance(0)
+        self.assertEqual(self.r.names, ["a0", "a1", "a2"])
+
+    def test_queued_items_cancelled_in_the_same_turn_never_start(self) -> None:
+        for ticket in self.tickets:  # running ones first: the order that used to leak
+            self.r.queue.release(ticket, later=True)
+        self.clock.advance(0)
+        self.assertEqual(self.r.names, ["a0", "a1"])
+        self.assertEqual((self.r.queue.in_flight, self.r.queue.queued), (0, 0))
+
+    def test_an_answer_still_frees_its_slot_at_once(self) -> None:
+        self.r.queue.release(self.tickets[0])
+        self.assertEqual(self.r.names, ["a0", "a1", "a2"])
+
+    def test_clear_drops_the_pending_turn(self) -> None:
+        self.r.queue.release(self.tickets[0], later=True)
+        self.r.queue.clear()
+        self.clock.advance(0)
+        self.assertEqual(self.r.names, ["a0", "a1"])
