@@ -27,10 +27,9 @@ from typing import Any
 import pytest
 
 from examples._stack import MucauthProcess
-from tests.support.cluster import ClusteredShards
+from tests.support.cluster import ClusterFixture
 from tests.support.rooms import config_iq, is_result, self_item
-from tests.support.stack import ClassFixture
-from tests.support.xmpp import JoinResult, XMPPClient, XMPPTestError
+from tests.support.xmpp import XMPPClient, XMPPTestError
 
 pytestmark = [pytest.mark.ejabberd, pytest.mark.postgresql]
 
@@ -56,30 +55,11 @@ def status_332_from(client: XMPPClient, rooms: list[str]) -> list[str]:
     return found
 
 
-class ClusterTests(ClassFixture):
+class ClusterTests(ClusterFixture):
     """Two clustered ejabberd nodes, a mucauth process behind each, PostgreSQL shared."""
 
-    shards: ClusteredShards
-
-    @classmethod
-    def start_fixture(cls) -> ClusteredShards:
-        return ClusteredShards(USERS, RULES).start()
-
-    @classmethod
-    def stop_fixture(cls, fixture: ClusteredShards) -> None:
-        fixture.stop()
-
-    def setUp(self) -> None:
-        super().setUp()
-        self.shards = self.fixture()
-
-    def client(self, user: str) -> XMPPClient:
-        return self.shards.clients[user]
-
-    def joined(self, user: str, room: str) -> JoinResult:
-        result = self.client(user).join(room, user)
-        self.assertTrue(result.ok, result.describe() + "\n" + self.shards.diagnostics())
-        return result
+    users = USERS
+    rules = RULES
 
     def owner(self, room: str) -> int:
         owners = self.shards.owners(room)

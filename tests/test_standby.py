@@ -20,10 +20,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.cluster import ClusteredShards
+from tests.support.cluster import ClusterFixture
 from tests.support.rooms import config_iq, is_result, self_item
-from tests.support.stack import ClassFixture
-from tests.support.xmpp import JoinResult, XMPPClient
 
 pytestmark = [pytest.mark.ejabberd, pytest.mark.postgresql]
 
@@ -35,28 +33,10 @@ NO_SLOT = "standby: no slot; retrying in"
 FAILOVER = 8.0
 
 
-class StandbyTests(ClassFixture):
-    shards: ClusteredShards
-
-    @classmethod
-    def start_fixture(cls) -> ClusteredShards:
-        return ClusteredShards(USERS, RULES, standbys=1).start()
-
-    @classmethod
-    def stop_fixture(cls, fixture: ClusteredShards) -> None:
-        fixture.stop()
-
-    def setUp(self) -> None:
-        super().setUp()
-        self.shards = self.fixture()
-
-    def client(self, user: str) -> XMPPClient:
-        return self.shards.clients[user]
-
-    def joined(self, user: str, room: str) -> JoinResult:
-        result = self.client(user).join(room, user)
-        self.assertTrue(result.ok, result.describe() + "\n" + self.shards.diagnostics())
-        return result
+class StandbyTests(ClusterFixture):
+    users = USERS
+    rules = RULES
+    standbys = 1
 
     def asked(self, user: str, room: str) -> int:
         return sum(

@@ -9,14 +9,15 @@ import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, ClassVar
 
 from examples._cluster import AUTHENTICATED, EjabberdCluster, password
 from examples._stack import MucauthProcess, tail, write_tap_conf
-from examples._xmpp import XMPPClient
+from examples._xmpp import JoinResult, XMPPClient
 from tests.support.postgres import PostgresCluster
-from tests.support.stack import STARTED, AuthService
+from tests.support.stack import STARTED, AuthService, ClassFixture
 
-__all__ = ["ClusteredShards"]
+__all__ = ["ClusterFixture", "ClusteredShards"]
 
 
 class ClusteredShards:
@@ -155,3 +156,33 @@ class ClusteredShards:
         self.cluster.stop()
         self.postgres.remove()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class ClusterFixture(ClassFixture):
+    """Tests that share one :class:`ClusteredShards` per class: the class's ``users`` (user to
+    node), ``rules`` and ``standbys``, the cluster as ``self.shards`` in each test."""
+
+    users: ClassVar[Mapping[str, int]]
+    rules: ClassVar[Mapping[str, Any]]
+    standbys: ClassVar[int] = 0
+    shards: ClusteredShards
+
+    @classmethod
+    def start_fixture(cls) -> ClusteredShards:
+        return ClusteredShards(cls.users, cls.rules, standbys=cls.standbys).start()
+
+    @classmethod
+    def stop_fixture(cls, fixture: ClusteredShards) -> None:
+        fixture.stop()
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.shards = self.fixture()
+
+    def client(self, user: str) -> XMPPClient:
+        return self.shards.clients[user]
+
+    def joined(self, user: str, room: str) -> JoinResult:
+        result = self.client(user).join(room, user)
+        self.assertTrue(result.ok, result.describe() + "\n" + self.shards.diagnostics())
+        return result
