@@ -12,13 +12,12 @@ import asyncio
 import json
 import time
 import urllib.request
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
 from examples._loadclient import BurstResult, Connection, connect_many, join_burst
-from examples._stack import free_port
-from tests.support.stack import PASSWORD, ClassFixture, Stack
+from tests.support.stack import PASSWORD, StackFixture
 
 # Starts a real server: left out by ./dev.sh test --fast (setup.cfg, markers).
 pytestmark = pytest.mark.prosody
@@ -34,30 +33,21 @@ HUNG: dict[str, Any] = {"rules": [{"user": "*", "room": "*", "answer": "slow", "
 ANSWERING: dict[str, Any] = {"rules": [{"user": "*", "room": "*"}]}  # everyone may enter
 
 
-class HungServiceTests(ClassFixture):
-    server: ClassVar[str] = "prosody"
+class HungServiceTests(StackFixture):
+    rules = HUNG
 
     @classmethod
-    def start_fixture(cls) -> tuple[Stack, int]:
-        port = free_port()
-        stack = Stack(
-            cls.__name__,
-            rules=HUNG,
-            users=(),
-            accounts=(*USER_NAMES, "fresh"),
-            http_options={"timeout": "2"},
-            sections={"admin_api": {"port": str(port), "token": TOKEN}},
-            server=cls.server,
-        ).start()
-        return stack, port
-
-    @classmethod
-    def stop_fixture(cls, fixture: tuple[Stack, int]) -> None:
-        fixture[0].stop()
+    def stack_options(cls) -> dict[str, Any]:
+        return {
+            "users": (),
+            "accounts": (*USER_NAMES, "fresh"),
+            "http_options": {"timeout": "2"},
+            "admin_token": TOKEN,
+        }
 
     def setUp(self) -> None:
         super().setUp()
-        self.stack, self.admin_port = self.fixture()
+        self.admin_port = self.stack.admin_port
 
     async def login(self, *users: str) -> list[Connection]:
         server = self.stack.server

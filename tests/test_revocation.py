@@ -17,7 +17,7 @@ import pytest
 
 from examples._stack import free_port
 from tests.support.shards import Shards
-from tests.support.stack import ClassFixture, Stack
+from tests.support.stack import ClassFixture, StackFixture
 from tests.support.xmpp import JoinResult, XMPPClient
 
 # Starts a real server: left out by ./dev.sh test --fast (setup.cfg, markers).
@@ -40,31 +40,16 @@ def rules(*denied: str, answer: str | None = None) -> dict[str, Any]:
     return {"rules": [*found, everyone]}
 
 
-class RevocationTests(ClassFixture):
-    server: ClassVar[str] = "prosody"
+class RevocationTests(StackFixture):
+    rules = EVERYONE
     recheck_interval: ClassVar[str] = "0"
-    stack: Stack
 
     @classmethod
-    def start_fixture(cls) -> tuple[Stack, int]:
-        port = free_port()
-        stack = Stack(
-            cls.__name__,
-            rules=EVERYONE,
-            server=cls.server,
-            http_options={"recheck_interval": cls.recheck_interval},
-            sections={"admin_api": {"port": str(port), "token": TOKEN}},
-        )
-        stack.start()
-        return stack, port
-
-    @classmethod
-    def stop_fixture(cls, fixture: tuple[Stack, int]) -> None:
-        fixture[0].stop()
+    def stack_options(cls) -> dict[str, Any]:
+        return {"http_options": {"recheck_interval": cls.recheck_interval}, "admin_token": TOKEN}
 
     def setUp(self) -> None:
         super().setUp()
-        self.stack, self.port = self.fixture()
         assert self.stack.auth is not None
         self.stack.auth.set_rules(EVERYONE)
         self.alice = self.stack.client("alice")
@@ -72,17 +57,7 @@ class RevocationTests(ClassFixture):
         self.carol = self.stack.client("carol")
 
     def api(self, method: str, path: str, body: Any = None, token: str = TOKEN) -> tuple[int, Any]:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}{path}",
-            method=method,
-            data=json.dumps(body).encode() if body is not None else None,
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=20) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read())
+        return self.stack.admin(method, path, body, token)
 
     def joined(self, client: XMPPClient, room: str, nick: str) -> JoinResult:
         result = client.join(room, nick)

@@ -12,17 +12,13 @@ Plain synchronous methods on one stack per class, like tests/test_e2e.py.
 
 from __future__ import annotations
 
-import json
 import re
-import urllib.error
-import urllib.request
 from typing import Any
 
 import pytest
 
-from examples._stack import free_port
 from tests.support.rooms import config_iq, is_result
-from tests.support.stack import ClassFixture, Stack
+from tests.support.stack import StackFixture
 from tests.support.xmpp import XMPPClient
 
 # Starts a real server: left out by ./dev.sh test --fast (setup.cfg, markers).
@@ -41,31 +37,19 @@ RULES: dict[str, Any] = {
 ODD = ("urn:a&apos;b", "urn:a&lt;b", "urn:a&amp;b&quot;c", "urn:a b")
 
 
-class HostileInputTests(ClassFixture):
-    stack: Stack
+class HostileInputTests(StackFixture):
+    rules = RULES
 
     @classmethod
-    def start_fixture(cls) -> tuple[Stack, int]:
-        port = free_port()
-        stack = Stack(
-            cls.__name__,
-            rules=RULES,
-            http_options={"show_reason": "true"},
-            sections={
-                "admin_api": {"port": str(port), "token": TOKEN},
-                "rooms": {"persistent": "true", "logging": "true"},
-            },
-        )
-        stack.start()
-        return stack, port
-
-    @classmethod
-    def stop_fixture(cls, fixture: tuple[Stack, int]) -> None:
-        fixture[0].stop()
+    def stack_options(cls) -> dict[str, Any]:
+        return {
+            "http_options": {"show_reason": "true"},
+            "sections": {"rooms": {"persistent": "true", "logging": "true"}},
+            "admin_token": TOKEN,
+        }
 
     def setUp(self) -> None:
         super().setUp()
-        self.stack, self.port = self.fixture()
         self.logins = self.stack.component_logins()
         self.log_since = len(self.stack.mucauth_log())
         self.alice = self.stack.client("alice")
@@ -200,16 +184,12 @@ class HostileInputTests(ClassFixture):
         self.assert_link_kept()
 
     def test_an_admin_reason_with_control_characters(self) -> None:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}/v1/revoke",
-            method="POST",
-            data=json.dumps(
-                {"userJID": self.stack.jid("bob"), "mucJID": self.room, "reason": DIRTY}
-            ).encode(),
-            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+        answer = self.stack.admin(
+            "POST",
+            "/v1/revoke",
+            {"userJID": self.stack.jid("bob"), "mucJID": self.room, "reason": DIRTY},
         )
-        with urllib.request.urlopen(request, timeout=20) as response:
-            self.assertEqual(json.loads(response.read()), {"removed": 1})
+        self.assertEqual(answer, (200, {"removed": 1}))
         kicked = self.bob.wait_presence(f"{self.room}/bob", "unavailable")
         self.assertIn(307, kicked.status_codes)
         self.assertIn("today\ufffd", kicked.xml)

@@ -10,10 +10,13 @@ PID bookkeeping so a test can check that nothing outlives the suite.
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import shutil
 import tempfile
 import unittest
+import urllib.error
+import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,6 +27,7 @@ from examples._stack import (
     MucauthProcess,
     ProcessError,
     component_logins,
+    free_port,
     pid_alive,
     tail,
     wait_until,
@@ -93,6 +97,7 @@ class Stack:
         tls: bool = False,
         ca_file: bool = False,
         server: str = "prosody",
+        admin_token: str | None = None,
     ) -> None:
         self.name = name
         self.directory = Path(tempfile.mkdtemp(prefix=f"mucauth-e2e-{name}-"))
@@ -113,6 +118,9 @@ class Stack:
         self.clients: list[XMPPClient] = []
         self.pids: list[int] = []
         self.url = ""
+        # The admin API, on a port chosen at start, when the stack is given a token for it.
+        self.admin_token = admin_token
+        self.admin_port = 0
 
     @property
     def prosody(self) -> ProsodyServer:
@@ -160,6 +168,10 @@ class Stack:
             self.directory / "auth", self.rules, token=self.token, tls=tls, test_answers=True
         )
         self.url = (self.auth_url or self.auth.start()) + self.url_query
+        if self.admin_token is not None:
+            self.admin_port = free_port()
+            admin = {"port": str(self.admin_port), "token": self.admin_token}
+            self.sections = {**(self.sections or {}), "admin_api": admin}
         self.start_mucauth()
         self.pids = [pid for pid, _ in STARTED[first:]]
 
@@ -233,6 +245,25 @@ class Stack:
         self.clients.append(client)
         client.connect()
         return client
+
+    def admin(
+        self, method: str, path: str, body: Any = None, token: str | None = None
+    ) -> tuple[int, Any]:
+        """One admin API request (``admin_token`` unless ``token``): its status and JSON body."""
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.admin_port}{path}",
+            method=method,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={
+                "Authorization": f"Bearer {token if token is not None else self.admin_token}",
+                "Content-Type": "application/json",
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=20) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
 
     def mucauth_log(self) -> str:
         return self.mucauth.log_text() if self.mucauth is not None else ""
@@ -346,8 +377,13 @@ class StackFixture(ClassFixture):
     stack: Stack
 
     @classmethod
+    def stack_options(cls) -> dict[str, Any]:
+        """More of :class:`Stack`'s keyword arguments, for a class that needs them."""
+        return {}
+
+    @classmethod
     def start_fixture(cls) -> Stack:
-        stack = Stack(cls.__name__, rules=cls.rules, server=cls.server)
+        stack = Stack(cls.__name__, rules=cls.rules, server=cls.server, **cls.stack_options())
         stack.start()
         return stack
 
